@@ -1,0 +1,19 @@
+//! The media core of livegate: everything between bytes and access units that knows nothing
+//! of WebRTC or HTTP.
+//!
+//! The data flow of the gateway is publisher → input [`ring::RingBuffer`] → pipeline worker →
+//! output [`ring::RingBuffer`] → viewers. This crate owns the shared vocabulary of that flow:
+//!
+//! - [`AccessUnit`], [`Codec`] and [`Track`]: what a demuxed stream is made of.
+//! - [`Pts90k`]: the 33-bit MPEG-TS presentation timestamp, and in [`time`] the unwrapping and
+//!   RTP timestamp mapping that the WebRTC side needs.
+//! - [`ts`]: MPEG-TS demuxing (on `mpeg2ts-reader`) and muxing of H.264 and Opus.
+//! - [`h264`]: parameter sets, keyframes and B-frame detection (on `h264-reader`).
+//! - [`ring`]: the closable, many-reader byte ring that holds a stream's input or output.
+//! - [`registry`]: streams by [`StreamKey`], and waiting for a stream's output.
+
+pub mod access_unit;
+pub mod stream_key;
+
+pub use access_unit::{AccessUnit, Codec, Pts90k, Track};
+pub use stream_key::{StreamKey, StreamKeyError};
