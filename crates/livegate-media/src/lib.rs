@@ -9,11 +9,18 @@
 //!   RTP timestamp mapping that the WebRTC side needs.
 //! - [`ts`]: MPEG-TS demuxing (on `mpeg2ts-reader`) and muxing of H.264 and Opus.
 //! - [`h264`]: parameter sets, keyframes and B-frame detection (on `h264-reader`).
-//! - [`ring`]: the closable, many-reader byte ring that holds a stream's input or output.
+//! - [`opus`]: Opus packet durations and the control header that frames Opus in MPEG-TS.
+//! - [`ring`]: the closable, many-reader ring that holds a stream's input or output.
 //! - [`registry`]: streams by [`StreamKey`], and waiting for a stream's output.
 
 pub mod access_unit;
+pub mod h264;
+pub mod opus;
+pub mod registry;
+pub mod ring;
 pub mod stream_key;
+pub mod time;
+pub mod ts;
 
-pub use access_unit::{AccessUnit, Codec, Pts90k, Track};
+pub use access_unit::{AccessUnit, Codec, Pts90k, Track, PTS_WRAP};
 pub use stream_key::{StreamKey, StreamKeyError};

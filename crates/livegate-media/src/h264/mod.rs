@@ -1,0 +1,1 @@
+//! H.264 bitstream helpers on `h264-reader` (being written).

@@ -1,0 +1,1 @@
+//! The closable many-reader ring buffer (being written).

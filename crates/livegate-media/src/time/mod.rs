@@ -1,0 +1,1 @@
+//! Timestamp unwrapping and RTP mapping (being written).

@@ -1,0 +1,1 @@
+//! MPEG-TS demuxer (being written).
