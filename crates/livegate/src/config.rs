@@ -1,0 +1,285 @@
+//! Gateway configuration: every setting is an environment variable in go-livepeer's
+//! `LIVE_AI_*` style and the same setting as a command-line flag, each with a default that
+//! makes the gateway work on one machine with nothing else installed.
+//!
+//! Parsing is strict: a bad value stops start-up with a message naming the variable, rather
+//! than running with a surprise.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Settings of one gateway process. `livegate --help` lists them with their defaults.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "livegate",
+    version,
+    about = "WHIP/WHEP media gateway for live AI video"
+)]
+pub struct Config {
+    /// TCP address of the HTTP server (WHIP, WHEP, health, metrics).
+    #[arg(
+        long,
+        env = "LIVE_AI_HTTP_ADDR",
+        value_name = "LIVE_AI_HTTP_ADDR",
+        default_value = "0.0.0.0:8935"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// UDP address of the WHIP server's single ICE port, or `off` to disable WHIP.
+    #[arg(
+        long,
+        env = "LIVE_AI_WHIP_ADDR",
+        value_name = "LIVE_AI_WHIP_ADDR",
+        default_value = "0.0.0.0:7290"
+    )]
+    pub whip_addr: IceAddr,
+
+    /// UDP address of the WHEP server's single ICE port, or `off` to disable WHEP.
+    #[arg(
+        long,
+        env = "LIVE_AI_WHEP_ADDR",
+        value_name = "LIVE_AI_WHEP_ADDR",
+        default_value = "0.0.0.0:7291"
+    )]
+    pub whep_addr: IceAddr,
+
+    /// Comma-separated public IPs advertised in ICE candidates instead of the bound address
+    /// (1:1 NAT, e.g. a cloud VM or a Kubernetes node). Empty: advertise the bound address.
+    #[arg(
+        long,
+        env = "LIVE_AI_NAT_IP",
+        value_name = "LIVE_AI_NAT_IP",
+        default_value = ""
+    )]
+    pub nat_ip: NatIps,
+
+    /// Answer CORS preflights and add `Access-Control-Allow-Origin: *` to every response, so
+    /// browser players on other origins can use WHIP and WHEP.
+    #[arg(long, env = "LIVE_AI_ALLOW_CORS", value_name = "LIVE_AI_ALLOW_CORS", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub allow_cors: bool,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(
+        long,
+        env = "LIVE_AI_LOG_FORMAT",
+        value_name = "LIVE_AI_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `info,livegate_rtc=debug`.
+    #[arg(
+        long,
+        env = "LIVE_AI_LOG_LEVEL",
+        value_name = "LIVE_AI_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+
+    /// Pipeline that turns a stream's input into its output. `passthrough` copies input to
+    /// output.
+    #[arg(
+        long,
+        env = "LIVE_AI_PIPELINE",
+        value_name = "LIVE_AI_PIPELINE",
+        default_value = "passthrough"
+    )]
+    pub pipeline: PipelineSpec,
+
+    /// How long a SIGTERM/SIGINT drain may take before the process exits anyway.
+    #[arg(long, env = "LIVE_AI_SHUTDOWN_TIMEOUT", value_name = "LIVE_AI_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Parses flags and environment, exiting with clap's message on a bad value. Each
+    /// setting's value name is its environment variable, so the message names the variable
+    /// whichever way the value came in.
+    pub fn from_env_and_args() -> Config {
+        Config::parse()
+    }
+}
+
+/// The address of a server's single ICE port, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceAddr {
+    Off,
+    Udp(SocketAddr),
+}
+
+impl IceAddr {
+    /// The address to bind, or `None` when the server is disabled.
+    pub fn socket_addr(self) -> Option<SocketAddr> {
+        match self {
+            IceAddr::Off => None,
+            IceAddr::Udp(addr) => Some(addr),
+        }
+    }
+}
+
+impl FromStr for IceAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(IceAddr::Off);
+        }
+        s.parse()
+            .map(IceAddr::Udp)
+            .map_err(|_| format!("expected HOST:PORT with an IP host, or `off`; got {s:?}"))
+    }
+}
+
+impl fmt::Display for IceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IceAddr::Off => f.write_str("off"),
+            IceAddr::Udp(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// The IPs of `LIVE_AI_NAT_IP`: a comma-separated list, empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatIps(pub Vec<IpAddr>);
+
+impl NatIps {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromStr for NatIps {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| {
+                ip.parse().map_err(|_| {
+                    format!("expected comma-separated IP addresses; {ip:?} is not one")
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(NatIps)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which worker turns a stream's input into its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineSpec {
+    /// The output is the input.
+    Passthrough,
+}
+
+impl FromStr for PipelineSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "passthrough" => Ok(PipelineSpec::Passthrough),
+            other => Err(format!(
+                "unknown pipeline {other:?}; supported: passthrough"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PipelineSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineSpec::Passthrough => f.write_str("passthrough"),
+        }
+    }
+}
+
+/// Booleans as ops write them in environment files: 1/0, true/false, yes/no, on/off.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!(
+            "expected true/false (or 1/0, yes/no, on/off); got {other:?}"
+        )),
+    }
+}
+
+/// Durations such as `10s`, `500ms`, `2m`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("expected a duration such as 10s or 500ms; got {s:?} ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("livegate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_work_on_one_machine() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.http_addr, "0.0.0.0:8935".parse().unwrap());
+        assert_eq!(
+            config.whip_addr,
+            IceAddr::Udp("0.0.0.0:7290".parse().unwrap())
+        );
+        assert_eq!(
+            config.whep_addr,
+            IceAddr::Udp("0.0.0.0:7291".parse().unwrap())
+        );
+        assert!(config.nat_ip.is_empty());
+        assert!(!config.allow_cors);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.pipeline, PipelineSpec::Passthrough);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn off_disables_a_server_and_nat_ips_are_a_list() {
+        let config = parse(&[
+            "--whip-addr",
+            "off",
+            "--nat-ip",
+            "203.0.113.7,2001:db8::1",
+            "--allow-cors",
+            "yes",
+        ])
+        .unwrap();
+        assert_eq!(config.whip_addr.socket_addr(), None);
+        assert_eq!(
+            config.nat_ip,
+            NatIps(vec![
+                "203.0.113.7".parse().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ])
+        );
+        assert!(config.allow_cors);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let err = parse(&["--whep-addr", "localhost"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LIVE_AI_WHEP_ADDR"), "{err}");
+        assert!(err.contains("`off`"), "{err}");
+        let err = parse(&["--pipeline", "magic"]).unwrap_err().to_string();
+        assert!(err.contains("unknown pipeline"), "{err}");
+        let err = parse(&["--shutdown-timeout", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duration"), "{err}");
+    }
+}
