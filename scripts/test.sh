@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this) on a fresh Debian machine
+# with the Rust toolchain. Installs what the tests need from Debian's packages, then checks
+# formatting, lints and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Packages the tests drive for real: ffmpeg/ffprobe judge the muxer's output.
+need_pkgs=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_pkgs+=(ffmpeg)
+if ((${#need_pkgs[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+  echo "scripts/test.sh: installing ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
