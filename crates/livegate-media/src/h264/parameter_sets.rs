@@ -23,16 +23,12 @@ impl ParameterSetCache {
     pub fn observe(&mut self, au: &[u8]) {
         for nal in nal_units(au) {
             match nal_type(nal) {
-                Some(t) if t == NalType::Sps as u8 => {
-                    if self.sps.as_deref() != Some(nal) {
-                        self.sps_info = SpsInfo::parse(nal).ok();
-                        self.sps = Some(Bytes::copy_from_slice(nal));
-                    }
+                Some(t) if t == NalType::Sps as u8 && self.sps.as_deref() != Some(nal) => {
+                    self.sps_info = SpsInfo::parse(nal).ok();
+                    self.sps = Some(Bytes::copy_from_slice(nal));
                 }
-                Some(t) if t == NalType::Pps as u8 => {
-                    if self.pps.as_deref() != Some(nal) {
-                        self.pps = Some(Bytes::copy_from_slice(nal));
-                    }
+                Some(t) if t == NalType::Pps as u8 && self.pps.as_deref() != Some(nal) => {
+                    self.pps = Some(Bytes::copy_from_slice(nal));
                 }
                 _ => {}
             }
