@@ -42,6 +42,8 @@
 
 mod pes;
 mod psi;
+#[cfg(test)]
+mod tests;
 
 use bytes::{BufMut, BytesMut};
 
