@@ -3,7 +3,6 @@
 
 pub mod demux;
 pub mod mux;
-mod sync;
 
 /// Size of one transport stream packet.
 pub const TS_PACKET_SIZE: usize = 188;

@@ -1,7 +1,7 @@
 //! Finding 188-byte packet boundaries in a byte stream that may start, or be damaged,
 //! anywhere (ISO/IEC 13818-1 §2.4.3.2: every packet starts with sync byte 0x47).
 
-use super::TS_PACKET_SIZE;
+use crate::ts::TS_PACKET_SIZE;
 
 const SYNC_BYTE: u8 = 0x47;
 
@@ -51,6 +51,18 @@ impl PacketAligner {
         }
         let consumed = self.align(data, &mut emit);
         self.carry.extend_from_slice(&data[consumed..]);
+    }
+
+    /// End of input. A final packet that no following sync byte could confirm is delivered
+    /// if it starts with a sync byte (a false positive is caught by the continuity checks
+    /// downstream); a partial packet is counted as skipped.
+    pub(crate) fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
+        if self.carry.len() == TS_PACKET_SIZE && self.carry[0] == SYNC_BYTE {
+            emit(&self.carry);
+        } else {
+            self.skipped_bytes += self.carry.len() as u64;
+        }
+        self.carry.clear();
     }
 
     /// Emits the aligned runs of `buf` and returns how many bytes were consumed; the rest is
@@ -147,5 +159,27 @@ mod tests {
         want.extend_from_slice(&data[6 * TS_PACKET_SIZE..]);
         assert!(out == want, "got {} bytes, want {}", out.len(), want.len());
         assert_eq!(aligner.resyncs, 1);
+        assert_eq!(
+            aligner.skipped_bytes,
+            (TS_PACKET_SIZE - 50 + TS_PACKET_SIZE - 10) as u64
+        );
+    }
+
+    #[test]
+    fn finish_delivers_an_unconfirmed_last_packet_and_counts_a_partial_one() {
+        let data = packets(2);
+        // Joined 7 bytes into packet 0: packet 1 is the only candidate and nothing after it can
+        // confirm it, so it waits for more input, and end of input settles it.
+        let mut aligner = PacketAligner::default();
+        let mut out = collect(&mut aligner, &[&data[7..]]);
+        assert!(out.is_empty());
+        aligner.finish(|run| out.extend_from_slice(run));
+        assert_eq!(out, data[TS_PACKET_SIZE..]);
+        assert_eq!(aligner.skipped_bytes, (TS_PACKET_SIZE - 7) as u64);
+
+        let mut aligner = PacketAligner::default();
+        aligner.push(&data[..100], |_| panic!("no whole packet yet"));
+        aligner.finish(|_| panic!("a partial packet is not delivered"));
+        assert_eq!(aligner.skipped_bytes, 100);
     }
 }
