@@ -1,0 +1,38 @@
+//! Settings of one WebRTC server (one role: WHIP or WHEP).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// How one [`crate::RtcServer`] binds and behaves.
+#[derive(Debug, Clone)]
+pub struct RtcConfig {
+    /// The single UDP port every peer connection of this server shares.
+    pub bind: SocketAddr,
+    /// Addresses advertised in our host candidates instead of the bound one (1:1 NAT). Empty:
+    /// the bound address, or 127.0.0.1 when bound to an unspecified address.
+    pub advertised_ips: Vec<IpAddr>,
+    /// No traffic for this long: the connection is disconnected (go-livepeer: 5 s).
+    pub disconnected_timeout: Duration,
+    /// Disconnected for this much longer: failed, and the session is removed (go-livepeer:
+    /// failed 10 s after the last traffic).
+    pub failed_timeout: Duration,
+    /// Interval of our consent checks (go-livepeer: 2 s).
+    pub keepalive_interval: Duration,
+    /// Capacity of each session's event queue; events beyond it are dropped and counted so a
+    /// slow owner never stalls the event loop.
+    pub event_queue: usize,
+}
+
+impl RtcConfig {
+    /// Defaults in line with go-livepeer's production ICE settings.
+    pub fn new(bind: SocketAddr) -> RtcConfig {
+        RtcConfig {
+            bind,
+            advertised_ips: Vec::new(),
+            disconnected_timeout: Duration::from_secs(5),
+            failed_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(2),
+            event_queue: 1024,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The WebRTC transport of livegate: every peer connection of a server role (WHIP ingest or
+//! WHEP playback) on one UDP port, on the webrtc-rs sans-I/O core (`rtc`).
+//!
+//! An [`RtcServer`] owns one UDP socket and one event loop task. The HTTP layers hand it SDP
+//! offers with [`RtcServer::accept`] and get back a complete answer at once (our host
+//! candidate is known up front, so there is no gathering to wait for), a [`SessionHandle`] to
+//! send media or close, and a queue of [`SessionEvent`]s.
+//!
+//! # The event loop contract
+//!
+//! The loop owns every `RTCPeerConnection`; nothing else touches them. It reacts to:
+//!
+//! | input | what the loop does |
+//! |---|---|
+//! | a datagram | routes it (STUN request → session by the local ufrag in USERNAME; anything else → session by remote address; unknown → dropped and counted), then `handle_read` |
+//! | a session's deadline | `handle_timeout` |
+//! | a [`SessionHandle`] command | media to send, keyframe request, stats, close |
+//!
+//! and after each, drains that session's `poll_write` (to the socket), `poll_event` (state
+//! changes, tracks, data channels) and `poll_read` (media and RTCP for the owner). A session
+//! whose connection fails or closes is removed from every table and its owner told once,
+//! through [`SessionHandle::state`].
+//!
+//! Who may block: nobody. The loop never waits for an owner: a full event queue drops the
+//! event and counts it; an owner that stops reading only loses its own events.
+
+mod config;
+mod interceptor;
+mod offer;
+mod peer;
+mod router;
+mod server;
+mod stun;
+
+use std::fmt;
+
+use bytes::Bytes;
+pub use livegate_media::Codec;
+
+pub use config::RtcConfig;
+pub use offer::{MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
+pub use server::{RtcServer, ServerStats};
+
+/// Identifies a session inside one [`RtcServer`]. Not secret and not a URL: the HTTP layers
+/// keep their own unguessable resource ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub(crate) u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rtc-{}", self.0)
+    }
+}
+
+/// What a session does with media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionRole {
+    /// A publisher sends to us (WHIP): we receive H.264 and Opus.
+    Receive,
+    /// We send to a viewer (WHEP) the listed tracks, as far as the offer accepts them.
+    Send(SendSpec),
+}
+
+/// The tracks a sending session offers, all in one media stream so players lip-sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendSpec {
+    /// The `msid` stream id shared by the tracks.
+    pub stream_id: String,
+    /// At most one H.264 and one Opus track.
+    pub tracks: Vec<Codec>,
+    /// The stream's H.264 `profile-level-id` (from its SPS), preferred among the offered
+    /// H.264 formats.
+    pub h264_profile_level_id: Option<String>,
+}
+
+/// A session that was accepted.
+pub struct Accepted {
+    pub handle: SessionHandle,
+    /// The complete SDP answer, candidates included.
+    pub answer: String,
+    pub events: tokio::sync::mpsc::Receiver<SessionEvent>,
+    /// For sending sessions: the tracks the offer accepted, in the order of
+    /// [`SendSpec::tracks`]; send with the index into this list.
+    pub send_tracks: Vec<Codec>,
+    /// The local ICE ufrag (the STUN USERNAME prefix peers use).
+    pub ice_ufrag: String,
+}
+
+/// Connection state as the owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// Answer sent, ICE/DTLS in progress.
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Gone for good; the reason is for logs and metrics.
+    Closed(CloseReason),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The owner closed it (e.g. HTTP DELETE).
+    Local,
+    /// ICE failed: the peer went silent past the failed timeout, or never connected.
+    Failed,
+    /// The peer closed DTLS or the connection.
+    Remote,
+    /// The server shut down.
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Local => "local",
+            CloseReason::Failed => "failed",
+            CloseReason::Remote => "remote",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What a session reports to its owner.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// An RTP packet from the peer, with the codec its payload type was negotiated for.
+    Rtp {
+        codec: Codec,
+        packet: rtc::rtp::Packet,
+    },
+    /// The peer asked for a keyframe (PLI or FIR) on a track we send.
+    KeyframeRequested { codec: Codec },
+    /// The peer opened a data channel.
+    DataChannelOpen { label: String },
+    /// A message on a data channel.
+    DataChannelMessage { label: String, data: Bytes },
+}
+
+/// One frame's RTP payloads, packetized once and shared by every session that sends it.
+#[derive(Debug, Clone)]
+pub struct RtpFrame {
+    /// RTP timestamp in the session's clock for this track.
+    pub timestamp: u32,
+    /// Payloads in order; the last one gets the marker bit.
+    pub payloads: std::sync::Arc<[Bytes]>,
+}
+
+/// Statistics of one session, the same shape for both directions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionStats {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    /// Packets the peer reported lost (inbound: counted by us).
+    pub packets_lost: i64,
+    /// Interarrival jitter of what we receive, in seconds.
+    pub jitter_s: f64,
+    /// Round-trip time of the selected candidate pair, in seconds.
+    pub rtt_s: f64,
+    pub nacks_sent: u64,
+    pub plis_sent: u64,
+    /// Keyframe requests (PLI/FIR) received from the peer.
+    pub keyframe_requests_received: u64,
+    /// Events dropped because the owner did not keep up.
+    pub dropped_events: u64,
+}
+
+/// Why a command could not be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the session is closed")]
+    Closed,
+    #[error("the event loop is saturated; frame dropped")]
+    Saturated,
+}
+
+/// Why an offer was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    #[error("WebRTC negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("the WebRTC server is shutting down")]
+    ShuttingDown,
+}
+
+pub use server::SessionHandle;

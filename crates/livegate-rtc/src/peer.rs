@@ -1,0 +1,304 @@
+//! Building the answering `RTCPeerConnection` for an offer: codecs taken from the offer
+//! itself (so every H.264 profile a publisher offers is accepted with its own payload type),
+//! our single host candidate on the shared port, and tracks for a sending session.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use livegate_media::Codec;
+use rtc::interceptor::{Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
+
+use crate::config::RtcConfig;
+use crate::interceptor::DeliverRtcp;
+use crate::offer::{MediaKind, Offer, OfferError, OfferedCodec};
+use crate::{AcceptError, SendSpec, SessionRole};
+
+/// A track we send on a session.
+pub(crate) struct OutTrack {
+    pub(crate) codec: Codec,
+    pub(crate) sender: RTCRtpSenderId,
+    pub(crate) payload_type: u8,
+    pub(crate) ssrc: u32,
+    pub(crate) next_sequence: u16,
+}
+
+pub(crate) struct Answerer {
+    pub(crate) pc: RTCPeerConnection,
+    pub(crate) answer: String,
+    pub(crate) ufrag: String,
+    pub(crate) out_tracks: Vec<OutTrack>,
+    /// Codec of each payload type we receive.
+    pub(crate) in_codecs: HashMap<u8, Codec>,
+}
+
+fn negotiation(e: impl std::fmt::Display) -> AcceptError {
+    AcceptError::Negotiation(e.to_string())
+}
+
+fn codec_parameters(offered: &OfferedCodec) -> RTCRtpCodecParameters {
+    let (mime, channels) = match offered.codec() {
+        Some(Codec::Opus) => (MIME_TYPE_OPUS, offered.channels.max(2)),
+        _ => (MIME_TYPE_H264, 0),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate: offered.clock_rate,
+            channels,
+            sdp_fmtp_line: offered.fmtp.clone(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: offered.payload_type,
+        ..Default::default()
+    }
+}
+
+/// The offered H.264 format to send a stream with: the stream's profile if offered, else any
+/// non-interleaved format (browsers decode every profile they offer).
+fn choose_h264<'a>(
+    codecs: &'a [OfferedCodec],
+    profile_level_id: Option<&str>,
+) -> Option<&'a OfferedCodec> {
+    let usable = || {
+        codecs.iter().filter(|c| {
+            c.codec() == Some(Codec::H264) && c.fmtp_param("packetization-mode") == Some("1")
+        })
+    };
+    let profile = profile_level_id.and_then(|p| p.get(..4));
+    profile
+        .and_then(|profile| {
+            usable().find(|c| {
+                c.fmtp_param("profile-level-id")
+                    .and_then(|p| p.get(..4))
+                    .is_some_and(|p| p.eq_ignore_ascii_case(profile))
+            })
+        })
+        .or_else(|| usable().next())
+}
+
+/// The offered codecs we will use, per media section kind.
+fn chosen_codecs<'a>(offer: &'a Offer, role: &SessionRole) -> Vec<&'a OfferedCodec> {
+    let mut chosen = Vec::new();
+    for section in &offer.media {
+        match (role, section.kind) {
+            (SessionRole::Receive, MediaKind::Video | MediaKind::Audio) => chosen.extend(
+                section
+                    .codecs
+                    .iter()
+                    .filter(|c| c.codec().is_some())
+                    .filter(|c| {
+                        c.codec() != Some(Codec::H264)
+                            || c.fmtp_param("packetization-mode").is_some()
+                    }),
+            ),
+            (SessionRole::Send(spec), MediaKind::Video) if spec.tracks.contains(&Codec::H264) => {
+                chosen.extend(choose_h264(
+                    &section.codecs,
+                    spec.h264_profile_level_id.as_deref(),
+                ))
+            }
+            (SessionRole::Send(spec), MediaKind::Audio) if spec.tracks.contains(&Codec::Opus) => {
+                chosen.extend(
+                    section
+                        .codecs
+                        .iter()
+                        .find(|c| c.codec() == Some(Codec::Opus)),
+                )
+            }
+            _ => {}
+        }
+    }
+    chosen
+}
+
+/// Builds the peer connection that answers `offer_sdp` and returns it with the answer.
+pub(crate) fn answer(
+    config: &RtcConfig,
+    advertised: &[SocketAddr],
+    offer_sdp: &str,
+    offer: &Offer,
+    role: &SessionRole,
+    now: Instant,
+) -> Result<Answerer, AcceptError> {
+    let chosen = chosen_codecs(offer, role);
+    if chosen.is_empty() {
+        let wanted = match role {
+            SessionRole::Receive => "H.264 (with packetization-mode) or Opus".to_owned(),
+            SessionRole::Send(spec) => format!("{:?}", spec.tracks),
+        };
+        return Err(OfferError::NoUsableCodec(format!("we need {wanted}")).into());
+    }
+
+    let mut media_engine = MediaEngine::default();
+    let mut in_codecs = HashMap::new();
+    for offered in &chosen {
+        let kind = match offered.codec() {
+            Some(Codec::H264) => RtpCodecKind::Video,
+            _ => RtpCodecKind::Audio,
+        };
+        media_engine
+            .register_codec(codec_parameters(offered), kind)
+            .map_err(negotiation)?;
+        if let Some(codec) = offered.codec() {
+            in_codecs.insert(offered.payload_type, codec);
+        }
+    }
+    // Codecs first: the default interceptors add their RTCP feedback (nack, pli, ccm fir)
+    // only to codecs already registered.
+    let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
+    let registry =
+        register_default_interceptors(registry, &mut media_engine).map_err(negotiation)?;
+    let settings = SettingEngineBuilder::new()
+        // Browsers hide host IPs behind .local names; resolving them would send multicast
+        // queries from a server. Peer-reflexive candidates learned from their checks suffice.
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_ice_timeouts(
+            Some(config.disconnected_timeout),
+            Some(config.failed_timeout),
+            Some(config.keepalive_interval),
+        )
+        .build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(negotiation)?;
+
+    for addr in advertised {
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(negotiation)?;
+        let init = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .map_err(negotiation)?;
+        pc.add_local_candidate(init).map_err(negotiation)?;
+    }
+    // All our candidates are known: end of gathering, so the answer is complete.
+    pc.add_local_candidate(RTCIceCandidateInit::default())
+        .map_err(negotiation)?;
+
+    let description = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(negotiation)?;
+    pc.set_remote_description(now, description)
+        .map_err(negotiation)?;
+
+    let mut pending_tracks = Vec::new();
+    if let SessionRole::Send(spec) = role {
+        pending_tracks = add_send_tracks(&mut pc, spec, &chosen)?;
+        let used: Vec<RTCRtpSenderId> = pending_tracks.iter().map(|t| t.1).collect();
+        deactivate_unused_transceivers(&mut pc, &used);
+    }
+
+    let answer = pc.create_answer(None).map_err(negotiation)?;
+    pc.set_local_description(now, answer).map_err(negotiation)?;
+    let answer = pc
+        .local_description()
+        .ok_or_else(|| negotiation("no local description after answering"))?
+        .sdp;
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(|u| u.trim().to_owned())
+        .ok_or_else(|| negotiation("answer has no ICE ufrag"))?;
+
+    let mut out_tracks = Vec::new();
+    for (codec, sender, ssrc) in pending_tracks {
+        let Some(mut rtp_sender) = pc.rtp_sender(sender) else {
+            continue;
+        };
+        let payload_type = rtp_sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+            .ok_or_else(|| negotiation("a sending track has no negotiated codec"))?;
+        out_tracks.push(OutTrack {
+            codec,
+            sender,
+            payload_type,
+            ssrc,
+            next_sequence: rand::random(),
+        });
+    }
+    Ok(Answerer {
+        pc,
+        answer,
+        ufrag,
+        out_tracks,
+        in_codecs,
+    })
+}
+
+fn add_send_tracks(
+    pc: &mut RTCPeerConnection,
+    spec: &SendSpec,
+    chosen: &[&OfferedCodec],
+) -> Result<Vec<(Codec, RTCRtpSenderId, u32)>, AcceptError> {
+    let mut added = Vec::new();
+    for &codec in &spec.tracks {
+        let Some(offered) = chosen.iter().find(|c| c.codec() == Some(codec)) else {
+            continue;
+        };
+        let (kind, track_id) = match codec {
+            Codec::H264 => (RtpCodecKind::Video, "video"),
+            Codec::Opus => (RtpCodecKind::Audio, "audio"),
+        };
+        let ssrc: u32 = rand::random();
+        let track = MediaStreamTrack::new(
+            spec.stream_id.clone(),
+            track_id.to_owned(),
+            track_id.to_owned(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec_parameters(offered).rtp_codec,
+                ..Default::default()
+            }],
+        );
+        let sender = pc.add_track(track).map_err(negotiation)?;
+        added.push((codec, sender, ssrc));
+    }
+    Ok(added)
+}
+
+/// Offered media we have no track for is answered inactive rather than left send-capable.
+fn deactivate_unused_transceivers(pc: &mut RTCPeerConnection, used: &[RTCRtpSenderId]) {
+    let ids: Vec<_> = pc.get_transceivers().collect();
+    for id in ids {
+        if let Some(mut transceiver) = pc.rtp_transceiver(id) {
+            if !transceiver.sender().is_some_and(|s| used.contains(&s)) {
+                transceiver.set_direction(RTCRtpTransceiverDirection::Inactive);
+            }
+        }
+    }
+}

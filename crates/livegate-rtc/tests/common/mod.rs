@@ -1,0 +1,263 @@
+//! A real, independent WebRTC peer for tests: the async `webrtc` crate (itself on `rtc`, but
+//! with its own sockets, ICE agent and DTLS client), as a viewer or a publisher.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription,
+};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn h264() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "video/H264".to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: 102,
+        ..Default::default()
+    }
+}
+
+pub fn opus() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "audio/opus".to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: 111,
+        ..Default::default()
+    }
+}
+
+/// What the client observed.
+pub struct Observed {
+    /// RTP packets received, as a watch so tests await a count instead of polling.
+    pub rtp_packets: watch::Sender<u64>,
+    pub rtp_bytes: AtomicU64,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            rtp_packets: watch::Sender::new(0),
+            rtp_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+struct Handler {
+    gathered: mpsc::Sender<()>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    observed: Arc<Observed>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.state.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let observed = self.observed.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    observed.rtp_packets.send_modify(|n| *n += 1);
+                    observed
+                        .rtp_bytes
+                        .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+}
+
+pub struct TestPeer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub observed: Arc<Observed>,
+    pub state: watch::Receiver<RTCPeerConnectionState>,
+    gathered: mpsc::Receiver<()>,
+    pub video: Option<Arc<TrackLocalStaticSample>>,
+}
+
+impl TestPeer {
+    /// A viewer offering to receive H.264 and Opus.
+    pub async fn viewer() -> anyhow::Result<TestPeer> {
+        let peer = Self::new().await?;
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            peer.pc
+                .add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        ..Default::default()
+                    }),
+                )
+                .await?;
+        }
+        Ok(peer)
+    }
+
+    /// A publisher offering to send H.264.
+    pub async fn publisher() -> anyhow::Result<TestPeer> {
+        let mut peer = Self::new().await?;
+        let track = Arc::new(TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                "stream".into(),
+                "video".into(),
+                "video".into(),
+                RtpCodecKind::Video,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(rand::random::<u32>() | 1),
+                        ..Default::default()
+                    },
+                    codec: h264().rtp_codec,
+                    ..Default::default()
+                }],
+            ),
+        )?);
+        peer.pc
+            .add_transceiver_from_track(
+                track.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        peer.video = Some(track);
+        Ok(peer)
+    }
+
+    async fn new() -> anyhow::Result<TestPeer> {
+        let mut media_engine = webrtc::peer_connection::MediaEngine::default();
+        media_engine.register_codec(h264(), RtpCodecKind::Video)?;
+        media_engine.register_codec(opus(), RtpCodecKind::Audio)?;
+        let registry = webrtc::peer_connection::register_default_interceptors(
+            webrtc::peer_connection::Registry::new(),
+            &mut media_engine,
+        )?;
+        let (gathered_tx, gathered) = mpsc::channel(1);
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let observed = Arc::new(Observed::default());
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_handler(Arc::new(Handler {
+                    gathered: gathered_tx,
+                    state: state_tx,
+                    observed: observed.clone(),
+                }))
+                .with_udp_addrs(vec!["127.0.0.1:0"])
+                .build()
+                .await?,
+        );
+        Ok(TestPeer {
+            pc,
+            observed,
+            state,
+            gathered,
+            video: None,
+        })
+    }
+
+    /// A complete (non-trickle) offer; `strip_candidates` removes every candidate, as OBS
+    /// sends it, so the server must learn us as peer-reflexive.
+    pub async fn offer(&mut self, strip_candidates: bool) -> anyhow::Result<String> {
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        tokio::time::timeout(DEADLINE, self.gathered.recv()).await?;
+        let sdp = self.pc.local_description().await.unwrap().sdp;
+        Ok(if strip_candidates {
+            sdp.split("\r\n")
+                .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        } else {
+            sdp
+        })
+    }
+
+    pub async fn apply_answer(&self, answer: String) -> anyhow::Result<()> {
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn connected(&mut self) -> anyhow::Result<()> {
+        tokio::time::timeout(
+            DEADLINE,
+            self.state
+                .wait_for(|s| *s == RTCPeerConnectionState::Connected),
+        )
+        .await??;
+        Ok(())
+    }
+
+    /// Waits until at least `n` RTP packets arrived.
+    pub async fn received(&self, n: u64) -> anyhow::Result<()> {
+        let mut packets = self.observed.rtp_packets.subscribe();
+        tokio::time::timeout(DEADLINE, packets.wait_for(|&count| count >= n))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("only {} RTP packets", *self.observed.rtp_packets.borrow())
+            })??;
+        Ok(())
+    }
+
+    pub fn packets(&self) -> u64 {
+        *self.observed.rtp_packets.borrow()
+    }
+
+    /// Sends one H.264 access unit (Annex B) as a publisher.
+    pub async fn send_h264(&self, access_unit: Bytes) -> anyhow::Result<()> {
+        let track = self.video.as_ref().expect("a publisher");
+        let senders = self.pc.get_senders().await;
+        let payload_type = senders[0].get_parameters().await?.rtp_parameters.codecs[0].payload_type;
+        let ssrc = track.ssrcs().await[0];
+        track
+            .sample_writer(ssrc, payload_type)
+            .write_sample(&rtc::media::Sample {
+                data: access_unit,
+                duration: Duration::from_millis(33),
+                ..rtc::media::Sample::new(Instant::now())
+            })
+            .await?;
+        Ok(())
+    }
+}
