@@ -2,7 +2,9 @@
 //! output buffer (written by the pipeline worker), and a way for a viewer to wait until a
 //! stream's output exists.
 //!
-//! The registry knows nothing of WebRTC or workers; it is the meeting point between them.
+//! The registry is the meeting point between publishers, pipeline workers and viewers; it
+//! knows nothing of WebRTC, HTTP or worker processes, and it does not start or stop anything:
+//! whoever creates a stream owns its life and closes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,12 +13,13 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::ring::RingBuffer;
+use crate::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
 use crate::stream_key::StreamKey;
 
 /// Why a stream could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
+    /// A stream with this key exists and is not closed.
     #[error("stream {0} already has a live publisher")]
     AlreadyLive(StreamKey),
 }
@@ -24,28 +27,54 @@ pub enum RegistryError {
 /// Why a wait for a stream's output ended without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WaitError {
+    /// The deadline passed first.
     #[error("no output before the deadline")]
     TimedOut,
+    /// The stream closed for good while waited for.
     #[error("the stream closed")]
     StreamClosed,
 }
 
-/// The current output of a stream. A new `generation` means the pipeline replaced its
-/// output buffer (a worker restart): viewers switch to the new buffer and rebase their
-/// timelines.
+/// The stream is closed for good: it will have no further output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the stream closed")]
+pub struct StreamClosed;
+
+impl From<StreamClosed> for WaitError {
+    fn from(_: StreamClosed) -> WaitError {
+        WaitError::StreamClosed
+    }
+}
+
+/// A stream's output as seen through [`Stream::subscribe_output`].
+///
+/// A new `generation` with `closed == false` means the output was replaced (a worker restart):
+/// viewers switch to the new buffer and rebase their timelines. `closed == true` means the
+/// stream ended for good.
 #[derive(Debug, Clone, Default)]
 pub struct OutputSlot {
+    /// Number of [`Stream::set_output`] calls that installed a buffer; 0 before the first.
     pub generation: u64,
+    /// The current output buffer, if the pipeline has produced one.
     pub buffer: Option<Arc<RingBuffer>>,
     /// The stream is closed for good; no further output will come.
     pub closed: bool,
 }
 
-/// One live stream.
+/// One stream: its key, its input buffer and its replaceable output buffer.
 ///
-/// Concurrency contract: any task may read the output slot or subscribe to it; the pipeline
-/// that owns the stream calls [`Stream::set_output`]; whoever ends the stream (publisher gone,
-/// admin kick, shutdown) calls [`Stream::close`], which is final and idempotent.
+/// # Concurrency contract
+///
+/// - The publisher writes [`Stream::input`]; the pipeline that owns the stream calls
+///   [`Stream::set_output`], once per worker start; any task may read the output or
+///   subscribe to it.
+/// - Replacing the output closes the previous buffer *after* the new one is visible, so a
+///   viewer whose reader reports [`ReadOutcome::Closed`](crate::ring::ReadOutcome::Closed)
+///   finds either the replacement or `closed` when it then calls [`Stream::next_output`].
+/// - [`Stream::close`] is final and idempotent: it closes the input and current output
+///   buffers (their readers drain and end) and wakes every waiter. An output set after that
+///   is closed at once, so the worker's writes fail with
+///   [`RingClosed`](crate::ring::RingClosed).
 #[derive(Debug)]
 pub struct Stream {
     key: StreamKey,
@@ -54,96 +83,165 @@ pub struct Stream {
 }
 
 impl Stream {
+    fn new(key: StreamKey, input_capacity_bytes: usize) -> Stream {
+        Stream {
+            key,
+            input: RingBuffer::new(input_capacity_bytes),
+            output: watch::Sender::new(OutputSlot::default()),
+        }
+    }
+
+    /// The stream's key.
     pub fn key(&self) -> &StreamKey {
         &self.key
     }
 
-    /// The buffer the publisher writes into.
+    /// The buffer the publisher writes into and the pipeline reads.
     pub fn input(&self) -> &Arc<RingBuffer> {
         &self.input
     }
 
-    /// Installs a new output buffer, closing the previous one so its readers notice.
-    /// Ignored (and the buffer closed) when the stream is already closed.
+    /// Installs `buffer` as the output and closes the previous one, so its readers drain and
+    /// move to the new one. On a closed stream, closes `buffer` instead.
     pub fn set_output(&self, buffer: Arc<RingBuffer>) {
         let mut previous = None;
-        self.output.send_modify(|slot| {
+        self.output.send_if_modified(|slot| {
             if slot.closed {
                 buffer.close();
-                return;
+                return false;
+            }
+            if slot
+                .buffer
+                .as_ref()
+                .is_some_and(|b| Arc::ptr_eq(b, &buffer))
+            {
+                return false;
             }
             previous = slot.buffer.replace(buffer.clone());
             slot.generation += 1;
+            true
         });
         if let Some(previous) = previous {
             previous.close();
         }
     }
 
-    /// The current output buffer, if the pipeline has produced one.
+    /// The current output buffer, if the pipeline has produced one (still returned, closed,
+    /// after the stream closes).
     pub fn output(&self) -> Option<Arc<RingBuffer>> {
         self.output.borrow().buffer.clone()
     }
 
-    /// The output slot now and every change to it.
+    /// The output slot now and every later change to it.
     pub fn subscribe_output(&self) -> watch::Receiver<OutputSlot> {
         self.output.subscribe()
     }
 
-    /// Ends the stream: closes its input and output buffers and wakes every waiter.
+    /// Waits until the output is a buffer other than `current` (any buffer when `None`):
+    /// what a viewer calls first, and again when its buffer ends. Fails once the stream is
+    /// closed. Cancel-safe: dropping the future leaves nothing behind.
+    pub async fn next_output(
+        &self,
+        current: Option<&Arc<RingBuffer>>,
+    ) -> Result<Arc<RingBuffer>, StreamClosed> {
+        let mut slots = self.output.subscribe();
+        loop {
+            {
+                let slot = slots.borrow_and_update();
+                if slot.closed {
+                    return Err(StreamClosed);
+                }
+                match (&slot.buffer, current) {
+                    (Some(buffer), Some(current)) if Arc::ptr_eq(buffer, current) => {}
+                    (Some(buffer), _) => return Ok(buffer.clone()),
+                    (None, _) => {}
+                }
+            }
+            // The sender lives in `self`, which outlives this borrow, so this cannot fail.
+            let _ = slots.changed().await;
+        }
+    }
+
+    /// Ends the stream for good: closes its input and output buffers and wakes every waiter.
     pub fn close(&self) {
         self.input.close();
-        self.output.send_modify(|slot| {
+        self.output.send_if_modified(|slot| {
+            if slot.closed {
+                return false;
+            }
             slot.closed = true;
             if let Some(buffer) = &slot.buffer {
                 buffer.close();
             }
+            true
         });
     }
 
+    /// Whether [`Stream::close`] has been called.
     pub fn is_closed(&self) -> bool {
         self.output.borrow().closed
     }
 }
 
-#[derive(Default)]
 struct Inner {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     /// Bumped whenever a stream is created, so waiters for a key that does not exist yet
     /// wake without polling.
     created: watch::Sender<u64>,
+    input_capacity_bytes: usize,
 }
 
 /// Streams by key. Cheap to clone; clones share the same streams.
-#[derive(Clone, Default)]
+///
+/// At most one live stream per key. A closed stream stays registered until its owner
+/// [removes](StreamRegistry::remove) it, and may be replaced by a new one meanwhile (a
+/// publisher reconnecting before the old session has finished cleaning up).
+#[derive(Clone)]
 pub struct StreamRegistry {
     inner: Arc<Inner>,
 }
 
+impl Default for StreamRegistry {
+    fn default() -> StreamRegistry {
+        StreamRegistry::new()
+    }
+}
+
+impl std::fmt::Debug for StreamRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamRegistry")
+            .field("streams", &self.keys())
+            .field("input_capacity_bytes", &self.inner.input_capacity_bytes)
+            .finish()
+    }
+}
+
 impl StreamRegistry {
+    /// A registry whose streams get input buffers of [`DEFAULT_CAPACITY_BYTES`].
     pub fn new() -> StreamRegistry {
-        StreamRegistry::default()
+        StreamRegistry::with_input_capacity(DEFAULT_CAPACITY_BYTES)
     }
 
-    /// Creates the stream `key` with an input buffer of `input_capacity_bytes`. A closed
-    /// stream of the same key is replaced; a live one is an error.
-    pub fn create(
-        &self,
-        key: StreamKey,
-        input_capacity_bytes: usize,
-    ) -> Result<Arc<Stream>, RegistryError> {
+    /// A registry whose streams get input buffers of `input_capacity_bytes`.
+    pub fn with_input_capacity(input_capacity_bytes: usize) -> StreamRegistry {
+        StreamRegistry {
+            inner: Arc::new(Inner {
+                streams: Mutex::new(HashMap::new()),
+                created: watch::Sender::new(0),
+                input_capacity_bytes,
+            }),
+        }
+    }
+
+    /// Creates and registers the stream `key`. A closed stream of the same key is replaced;
+    /// a live one is an error.
+    pub fn create(&self, key: StreamKey) -> Result<Arc<Stream>, RegistryError> {
         let stream = {
             let mut streams = self.inner.streams.lock();
-            if let Some(existing) = streams.get(&key) {
-                if !existing.is_closed() {
-                    return Err(RegistryError::AlreadyLive(key));
-                }
+            if streams.get(&key).is_some_and(|s| !s.is_closed()) {
+                return Err(RegistryError::AlreadyLive(key));
             }
-            let stream = Arc::new(Stream {
-                key: key.clone(),
-                input: RingBuffer::new(input_capacity_bytes),
-                output: watch::Sender::new(OutputSlot::default()),
-            });
+            let stream = Arc::new(Stream::new(key.clone(), self.inner.input_capacity_bytes));
             streams.insert(key, stream.clone());
             stream
         };
@@ -151,13 +249,17 @@ impl StreamRegistry {
         Ok(stream)
     }
 
+    /// The stream registered under `key`, live or closed.
     pub fn get(&self, key: &StreamKey) -> Option<Arc<Stream>> {
         self.inner.streams.lock().get(key).cloned()
     }
 
-    /// Removes `stream` if it is still the registered one for its key, so a late remover
-    /// cannot delete a newer stream of the same key. Returns whether it removed it.
+    /// Closes `stream` and unregisters it if it is still the one registered for its key, so
+    /// a late remover cannot delete a newer stream of the same key. Returns whether it was
+    /// unregistered.
     pub fn remove(&self, stream: &Arc<Stream>) -> bool {
+        // Closed first, so that nobody keeps waiting on a stream they can no longer find.
+        stream.close();
         let mut streams = self.inner.streams.lock();
         match streams.get(&stream.key) {
             Some(current) if Arc::ptr_eq(current, stream) => {
@@ -168,23 +270,31 @@ impl StreamRegistry {
         }
     }
 
+    /// Number of registered streams, live or closed.
     pub fn len(&self) -> usize {
         self.inner.streams.lock().len()
     }
 
+    /// Whether no stream is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Keys of the registered streams, sorted.
     pub fn keys(&self) -> Vec<StreamKey> {
-        self.inner.streams.lock().keys().cloned().collect()
+        let mut keys: Vec<_> = self.inner.streams.lock().keys().cloned().collect();
+        keys.sort_unstable();
+        keys
     }
 
-    /// Waits until the stream `key` exists and has an output buffer, or until `deadline`.
-    /// The stream need not exist yet. Ends at once with [`WaitError::StreamClosed`] when the
-    /// stream closes while waited for.
+    /// Waits until a live stream `key` exists and has an output buffer, or until `deadline`.
     ///
-    /// Cancel-safe: dropping the future leaves nothing registered.
+    /// The stream need not exist yet (a viewer may arrive before the publisher); a closed
+    /// stream still registered counts as not existing yet. Once a live stream is found, its
+    /// closing ends the wait at once with [`WaitError::StreamClosed`].
+    ///
+    /// Cancel-safe: dropping the future (the viewer's request was aborted) unregisters its
+    /// subscriptions and leaves nothing behind.
     pub async fn wait_for_output(
         &self,
         key: &StreamKey,
@@ -200,58 +310,68 @@ impl StreamRegistry {
         key: &StreamKey,
     ) -> Result<(Arc<Stream>, Arc<RingBuffer>), WaitError> {
         let mut created = self.inner.created.subscribe();
-        let stream = loop {
-            // Subscribed before looking, so a stream created in between is not missed.
+        loop {
+            // Marked seen before looking, so a stream created in between is not missed.
             created.borrow_and_update();
-            if let Some(stream) = self.get(key) {
-                break stream;
+            if let Some(stream) = self.get(key).filter(|s| !s.is_closed()) {
+                let output = stream.next_output(None).await?;
+                return Ok((stream, output));
             }
             // The sender lives in `self`, so this cannot fail while we hold `self`.
             let _ = created.changed().await;
-        };
-        let mut output = stream.subscribe_output();
-        loop {
-            {
-                let slot = output.borrow_and_update();
-                if slot.closed {
-                    return Err(WaitError::StreamClosed);
-                }
-                if let Some(buffer) = &slot.buffer {
-                    return Ok((stream.clone(), buffer.clone()));
-                }
-            }
-            // The sender lives in the stream we hold.
-            let _ = output.changed().await;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
     use std::time::Duration;
 
+    use bytes::Bytes;
+
     use super::*;
+    use crate::ring::ReadOutcome;
 
     fn key(s: &str) -> StreamKey {
         StreamKey::parse(s).unwrap()
     }
 
+    /// Polls once with a no-op waker, to get a future registered without a runtime or timer.
+    fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Only a safety net against a hang; the tests never wait for it.
+    const SAFETY_NET: Duration = Duration::from_secs(10);
+
+    type Waited = Result<(Arc<Stream>, Arc<RingBuffer>), WaitError>;
+
+    /// `wait_for_output` as a boxed future that owns its key, so it can be polled step by step.
+    fn wait_for(
+        registry: &StreamRegistry,
+        name: &str,
+        deadline: Instant,
+    ) -> Pin<Box<impl Future<Output = Waited>>> {
+        let (registry, key) = (registry.clone(), key(name));
+        Box::pin(async move { registry.wait_for_output(&key, deadline).await })
+    }
+
     #[tokio::test]
     async fn a_viewer_waiting_before_the_stream_exists_gets_its_output() {
-        let registry = StreamRegistry::new();
-        let waiter = {
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                registry
-                    .wait_for_output(&key("cam"), Instant::now() + Duration::from_secs(30))
-                    .await
-            })
-        };
-        tokio::task::yield_now().await;
-        let stream = registry.create(key("cam"), 1_000).unwrap();
+        let registry = StreamRegistry::with_input_capacity(1_000);
+        let mut wait = wait_for(&registry, "cam", Instant::now() + SAFETY_NET);
+        assert!(poll_once(wait.as_mut()).is_pending());
+
+        let stream = registry.create(key("cam")).unwrap();
+        assert_eq!(stream.input().capacity_bytes(), 1_000);
+        assert!(poll_once(wait.as_mut()).is_pending(), "no output yet");
         let output = RingBuffer::new(1_000);
         stream.set_output(output.clone());
-        let (got_stream, got_output) = waiter.await.unwrap().unwrap();
+
+        let (got_stream, got_output) = wait.await.unwrap();
         assert!(Arc::ptr_eq(&got_stream, &stream));
         assert!(Arc::ptr_eq(&got_output, &output));
     }
@@ -259,85 +379,165 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_wait_ends_at_the_deadline() {
         let registry = StreamRegistry::new();
-        registry.create(key("idle"), 1_000).unwrap();
+        registry.create(key("idle")).unwrap();
         let start = Instant::now();
-        let result = registry
+        let existing = registry
             .wait_for_output(&key("idle"), start + Duration::from_secs(30))
             .await;
-        assert_eq!(result.unwrap_err(), WaitError::TimedOut);
+        assert_eq!(existing.unwrap_err(), WaitError::TimedOut);
         assert_eq!(start.elapsed(), Duration::from_secs(30));
+
+        let start = Instant::now();
+        let missing = registry
+            .wait_for_output(&key("never"), start + Duration::from_secs(5))
+            .await;
+        assert_eq!(missing.unwrap_err(), WaitError::TimedOut);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
     async fn closing_the_stream_ends_the_wait_at_once() {
         let registry = StreamRegistry::new();
-        let stream = registry.create(key("s"), 1_000).unwrap();
-        let waiter = {
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                let start = Instant::now();
-                let result = registry
-                    .wait_for_output(&key("s"), start + Duration::from_secs(30))
-                    .await;
-                (result.map(|_| ()), start.elapsed())
-            })
-        };
-        tokio::task::yield_now().await;
+        let stream = registry.create(key("s")).unwrap();
+        let start = Instant::now();
+        let mut wait = wait_for(&registry, "s", start + SAFETY_NET);
+        assert!(poll_once(wait.as_mut()).is_pending());
         stream.close();
-        let (result, elapsed) = waiter.await.unwrap();
-        assert_eq!(result, Err(WaitError::StreamClosed));
-        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+        assert_eq!(wait.await.unwrap_err(), WaitError::StreamClosed);
+        // Paused time moves only when every task is idle, so any wait would show here.
+        assert_eq!(start.elapsed(), Duration::ZERO);
         assert!(stream.input().is_closed());
     }
 
-    #[test]
-    fn replacing_the_output_closes_the_old_one_and_notifies_subscribers() {
+    #[tokio::test]
+    async fn a_closed_stream_still_registered_is_waited_past_for_its_replacement() {
         let registry = StreamRegistry::new();
-        let stream = registry.create(key("s"), 1_000).unwrap();
+        let old = registry.create(key("k")).unwrap();
+        old.close();
+        let mut wait = wait_for(&registry, "k", Instant::now() + SAFETY_NET);
+        assert!(poll_once(wait.as_mut()).is_pending());
+        let new = registry.create(key("k")).unwrap();
+        let output = RingBuffer::new(100);
+        new.set_output(output.clone());
+        let (stream, got) = wait.await.unwrap();
+        assert!(Arc::ptr_eq(&stream, &new));
+        assert!(Arc::ptr_eq(&got, &output));
+    }
+
+    #[tokio::test]
+    async fn replacing_the_output_closes_the_old_one_and_notifies_subscribers() {
+        let registry = StreamRegistry::new();
+        let stream = registry.create(key("s")).unwrap();
         let mut slots = stream.subscribe_output();
         let first = RingBuffer::new(100);
         stream.set_output(first.clone());
+        stream.set_output(first.clone());
         assert!(slots.has_changed().unwrap());
-        assert_eq!(slots.borrow_and_update().generation, 1);
+        assert_eq!(slots.borrow_and_update().generation, 1, "same buffer twice");
+
+        // A viewer reading the first output is told of the replacement.
+        let mut reader = first.reader();
+        first.write(Bytes::from_static(b"tail")).unwrap();
+        let mut next = Box::pin(stream.next_output(Some(&first)));
+        assert!(poll_once(next.as_mut()).is_pending());
         let second = RingBuffer::new(100);
         stream.set_output(second.clone());
-        assert!(first.is_closed());
-        assert!(!second.is_closed());
+        let got = tokio::time::timeout(SAFETY_NET, next)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&got, &second));
+        assert!(first.is_closed() && !second.is_closed());
+        // The old buffer drains before it ends.
+        let tail = ReadOutcome::Chunk(Bytes::from_static(b"tail"));
+        assert_eq!(reader.read().await, tail);
+        assert_eq!(reader.read().await, ReadOutcome::Closed);
+
         let slot = slots.borrow_and_update().clone();
         assert_eq!(slot.generation, 2);
+        assert!(!slot.closed);
         assert!(Arc::ptr_eq(slot.buffer.as_ref().unwrap(), &second));
+
+        // Closed for good is distinct from replaced.
         stream.close();
         assert!(second.is_closed());
-        assert!(slots.borrow().closed);
+        assert!(slots.has_changed().unwrap());
+        let slot = slots.borrow_and_update().clone();
+        assert!(slot.closed);
+        assert_eq!(slot.generation, 2);
+        assert_eq!(
+            stream.next_output(Some(&second)).await.err(),
+            Some(StreamClosed)
+        );
+
+        // A worker restarting after the close gets a closed buffer to write to.
+        let late = RingBuffer::new(100);
+        stream.set_output(late.clone());
+        assert!(late.is_closed());
+        assert!(Arc::ptr_eq(&stream.output().unwrap(), &second));
     }
 
     #[test]
-    fn one_live_stream_per_key_and_stale_removal_is_ignored() {
+    fn one_live_stream_per_key_and_a_stale_remove_does_nothing() {
         let registry = StreamRegistry::new();
-        let old = registry.create(key("k"), 1_000).unwrap();
+        let old = registry.create(key("k")).unwrap();
         assert_eq!(
-            registry.create(key("k"), 1_000).unwrap_err(),
+            registry.create(key("k")).unwrap_err(),
             RegistryError::AlreadyLive(key("k"))
         );
         old.close();
-        let new = registry.create(key("k"), 1_000).unwrap();
+        let new = registry.create(key("k")).unwrap();
+        registry.create(key("a")).unwrap();
         assert!(
             !registry.remove(&old),
             "a stale remover must not delete the new stream"
         );
-        assert_eq!(registry.len(), 1);
+        assert!(Arc::ptr_eq(&registry.get(&key("k")).unwrap(), &new));
+        assert!(!new.is_closed());
+        assert_eq!(registry.keys(), vec![key("a"), key("k")]);
+
         assert!(registry.remove(&new));
-        assert!(registry.is_empty());
+        assert!(new.is_closed(), "a removed stream is closed");
+        assert!(registry.get(&key("k")).is_none());
+        assert_eq!(registry.len(), 1);
     }
 
     #[tokio::test]
-    async fn a_dropped_waiter_leaves_nothing_behind() {
+    async fn removing_a_stream_ends_its_waiters() {
         let registry = StreamRegistry::new();
-        let key = key("x");
-        let wait = registry.wait_for_output(&key, Instant::now() + Duration::from_secs(30));
-        // Poll once so it registers, then drop it.
-        let _ = tokio::time::timeout(Duration::from_millis(1), wait).await;
+        let stream = registry.create(key("s")).unwrap();
+        let mut wait = wait_for(&registry, "s", Instant::now() + SAFETY_NET);
+        assert!(poll_once(wait.as_mut()).is_pending());
+        assert!(registry.remove(&stream));
+        assert_eq!(wait.await.unwrap_err(), WaitError::StreamClosed);
+    }
+
+    #[test]
+    fn a_dropped_waiter_leaves_nothing_behind() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let registry = StreamRegistry::new();
+        let deadline = Instant::now() + SAFETY_NET;
+
+        // Waiting for a stream that does not exist yet.
+        let mut wait = wait_for(&registry, "x", deadline);
+        assert!(poll_once(wait.as_mut()).is_pending());
+        assert_eq!(registry.inner.created.receiver_count(), 1);
+        drop(wait);
         assert_eq!(registry.inner.created.receiver_count(), 0);
         assert!(registry.is_empty());
+
+        // Waiting for the output of one that does.
+        let stream = registry.create(key("y")).unwrap();
+        let mut wait = wait_for(&registry, "y", deadline);
+        assert!(poll_once(wait.as_mut()).is_pending());
+        assert_eq!(stream.output.receiver_count(), 1);
+        drop(wait);
+        assert_eq!(stream.output.receiver_count(), 0);
+        assert_eq!(registry.inner.created.receiver_count(), 0);
+        assert_eq!(Arc::strong_count(&stream), 2, "ours and the registry's");
     }
 }
