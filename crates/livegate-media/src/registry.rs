@@ -513,6 +513,16 @@ mod tests {
     }
 
     #[test]
+    fn waits_can_run_on_a_multi_threaded_runtime() {
+        // Fails to compile if a lock guard or watch borrow is held across an await.
+        fn assert_send<T: Send>(_: T) {}
+        let registry = StreamRegistry::new();
+        let (key, stream) = (key("k"), registry.create(key("k")).unwrap());
+        assert_send(registry.wait_for_output(&key, Instant::now()));
+        assert_send(stream.next_output(None));
+    }
+
+    #[test]
     fn a_dropped_waiter_leaves_nothing_behind() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
