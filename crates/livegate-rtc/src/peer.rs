@@ -66,7 +66,6 @@ fn codec_parameters(offered: &OfferedCodec) -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: offered.payload_type,
-        ..Default::default()
     }
 }
 

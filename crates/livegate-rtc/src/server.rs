@@ -105,7 +105,7 @@ pub struct RtcServer {
 impl RtcServer {
     /// Binds the UDP port and starts the event loop on the current tokio runtime.
     pub async fn bind(config: RtcConfig) -> std::io::Result<RtcServer> {
-        let socket = UdpSocket::bind(config.bind).await?;
+        let socket = bind_udp(config.bind)?;
         let local_addr = socket.local_addr()?;
         let advertised = advertised_addrs(&config, local_addr);
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
@@ -170,6 +170,27 @@ impl RtcServer {
             let _ = finished.await;
         }
     }
+}
+
+/// Socket buffers we ask for: one port carries every peer of the role, so a burst (a
+/// keyframe to a hundred viewers, a flood of checks) must not overflow the kernel's default
+/// ~200 KB. The kernel may cap it (net.core.rmem_max); that is logged, not fatal.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    for (what, result) in [
+        ("receive", socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES)),
+        ("send", socket.set_send_buffer_size(SOCKET_BUFFER_BYTES)),
+    ] {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot enlarge the UDP {what} buffer");
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Where peers reach us: the NAT addresses if configured, else the bound address, with
@@ -337,8 +358,9 @@ impl EventLoop {
                 .first()
                 .map(|(at, _)| *at)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3_600));
+            // Unbiased: neither a flood of datagrams nor a flood of media commands may starve
+            // the other.
             tokio::select! {
-                biased;
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { done }) => {
                         self.close_all(CloseReason::Shutdown);

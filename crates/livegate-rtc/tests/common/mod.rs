@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::Track;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
     RTCPeerConnectionState, RTCSessionDescription,
@@ -36,7 +37,6 @@ pub fn h264() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: 102,
-        ..Default::default()
     }
 }
 
@@ -50,7 +50,6 @@ pub fn opus() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: 111,
-        ..Default::default()
     }
 }
 
