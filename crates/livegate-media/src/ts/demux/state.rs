@@ -90,13 +90,9 @@ impl DemuxState {
     /// A PMT whose content differs from the last one read: announce its tracks if they
     /// changed, keeping the assemblers of tracks that stay.
     pub(super) fn apply_pmt(&mut self, pmt_pid: u16, pmt: &PmtSection<'_>) {
-        let mut ignored = Vec::new();
         let tracks = psi::tracks_of(pmt, pmt_pid, MAX_TRACKS, |pid, stream_type| {
-            ignored.push((pid, stream_type))
+            self.ignore_stream(pid, stream_type)
         });
-        for (pid, stream_type) in ignored {
-            self.ignore_stream(pid, stream_type);
-        }
         if tracks == self.tracks {
             return;
         }
@@ -111,7 +107,10 @@ impl DemuxState {
             }
             let mut gone = self.assemblers.swap_remove(index);
             gone.flush(&mut self.events, &mut self.stats);
-            self.changeset.remove(Pid::new(gone.pid()));
+            // A PMT moved onto the PID of a track it drops already has its filter there.
+            if gone.pid() != pmt_pid {
+                self.changeset.remove(Pid::new(gone.pid()));
+            }
         }
         for track in &tracks {
             if !self.assemblers.iter().any(|a| a.carries(track)) {

@@ -339,12 +339,16 @@ proptest! {
         overwrites in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..300),
         cuts in prop::collection::vec((any::<prop::sample::Index>(), 1usize..400), 0..4),
         sizes in prop::collection::vec(1usize..2_000, 1..8),
+        restart_on_other_streams in any::<bool>(),
     ) {
         // Random bytes do not hold a PAT and a PMT with valid CRCs, so nothing comes out.
         let (events, _) = demux_all(&bytes);
         prop_assert!(events.is_empty(), "{:?}", events);
 
         let mut data = fixture("h264-baseline-opus.ts");
+        if restart_on_other_streams {
+            data.extend_from_slice(&fixture("audio-only.ts"));
+        }
         for (at, value) in overwrites {
             let at = at.index(data.len());
             data[at] = value;
@@ -360,14 +364,20 @@ proptest! {
             }
         }
         let events = demux_chunked(&data, &sizes);
+        let mut tracks = Vec::new();
         for event in events {
             match event {
                 DemuxEvent::AccessUnit(au) => {
                     prop_assert!(!au.data.is_empty());
                     prop_assert!(au.data.len() <= MAX_VIDEO_PES_BYTES);
                     prop_assert!(au.dts != Some(au.pts));
+                    // A unit belongs to a track of the last list announced.
+                    prop_assert!(tracks.iter().any(|t: &Track| t.pid == au.pid && t.codec == au.codec));
                 }
-                DemuxEvent::Tracks(tracks) => prop_assert!(tracks.len() <= MAX_TRACKS),
+                DemuxEvent::Tracks(list) => {
+                    prop_assert!(list.len() <= MAX_TRACKS);
+                    tracks = list;
+                }
             }
         }
     }
