@@ -191,7 +191,7 @@ impl PesAssembler {
                     codec: Codec::H264,
                     pts: pending.pts,
                     dts: pending.dts,
-                    keyframe: h264::is_idr(&data),
+                    keyframe: h264::is_idr_access_unit(&data),
                     data,
                 }));
             }
