@@ -29,6 +29,7 @@ mod interceptor;
 mod offer;
 mod peer;
 mod router;
+mod sdpfrag;
 mod server;
 mod stun;
 
@@ -39,6 +40,7 @@ pub use livegate_media::Codec;
 
 pub use config::RtcConfig;
 pub use offer::{MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
+pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use server::{RtcServer, ServerStats};
 
 /// Identifies a session inside one [`RtcServer`]. Not secret and not a URL: the HTTP layers
@@ -84,6 +86,42 @@ pub struct Accepted {
     pub send_tracks: Vec<Codec>,
     /// The local ICE ufrag (the STUN USERNAME prefix peers use).
     pub ice_ufrag: String,
+    /// Strong entity tag of the ICE session for the resource's `ETag` header (RFC 9725
+    /// §4.3.1); it changes on every ICE restart.
+    pub etag: String,
+}
+
+/// What a PATCH did (RFC 9725 §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchOutcome {
+    /// New remote candidates were added: answer 204.
+    Trickled,
+    /// ICE restarted: answer 200 with this fragment and the new ETag.
+    Restarted { sdpfrag: String, etag: String },
+}
+
+/// Why a PATCH was refused; each maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// 428: PATCH without If-Match.
+    #[error("If-Match is required")]
+    PreconditionRequired,
+    /// 412: If-Match names another ICE session.
+    #[error("If-Match does not match the current ICE session")]
+    PreconditionFailed,
+    /// 400.
+    #[error(transparent)]
+    BadFragment(#[from] SdpFragError),
+    /// 400: `If-Match: *` without new credentials, or candidates for an old ICE generation
+    /// with nothing else.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// 500-class: the restart failed; the session is left as it was where rtc allows.
+    #[error("ICE restart failed: {0}")]
+    RestartFailed(String),
+    /// 404.
+    #[error("no such session")]
+    SessionGone,
 }
 
 /// Connection state as the owner sees it.

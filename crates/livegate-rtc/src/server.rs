@@ -11,7 +11,9 @@ use livegate_media::Codec;
 use rtc::data_channel::RTCDataChannelId;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -26,10 +28,11 @@ use crate::config::RtcConfig;
 use crate::offer::Offer;
 use crate::peer::{self, OutTrack};
 use crate::router::Router;
+use crate::sdpfrag::{self, SdpFrag};
 use crate::stun;
 use crate::{
-    AcceptError, Accepted, CloseReason, RtpFrame, SendError, SessionEvent, SessionId, SessionRole,
-    SessionState, SessionStats,
+    AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SendError,
+    SessionEvent, SessionId, SessionRole, SessionState, SessionStats,
 };
 
 /// Largest datagram we read; anything longer is truncated and will fail to parse.
@@ -87,6 +90,12 @@ enum Command {
     },
     Close {
         session: SessionId,
+    },
+    Patch {
+        session: SessionId,
+        if_match: Option<String>,
+        body: String,
+        reply: oneshot::Sender<Result<PatchOutcome, PatchError>>,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -193,6 +202,19 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// A strong entity tag (RFC 9110 §8.8.3) that nobody can guess.
+fn new_etag() -> String {
+    format!("\"{:032x}\"", rand::random::<u128>())
+}
+
+/// The offer's ICE ufrag (first one; BUNDLE makes them all equal).
+fn remote_ufrag(offer: &str) -> Option<String> {
+    offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(|u| u.trim().to_owned())
+}
+
 /// Where peers reach us: the NAT addresses if configured, else the bound address, with
 /// loopback standing in for an unspecified bind.
 fn advertised_addrs(config: &RtcConfig, local: SocketAddr) -> Vec<SocketAddr> {
@@ -281,6 +303,27 @@ impl SessionHandle {
         stats.await.ok()
     }
 
+    /// Applies a WHIP/WHEP PATCH (RFC 9725 §4.3): trickled candidates, or an ICE restart
+    /// when `If-Match: *` and the fragment carries new credentials.
+    pub async fn patch(
+        &self,
+        if_match: Option<&str>,
+        body: &str,
+    ) -> Result<PatchOutcome, PatchError> {
+        let if_match = if_match.ok_or(PatchError::PreconditionRequired)?;
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::Patch {
+                session: self.id,
+                if_match: Some(if_match.trim().to_owned()),
+                body: body.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| PatchError::SessionGone)?;
+        outcome.await.map_err(|_| PatchError::SessionGone)?
+    }
+
     /// Closes the session. Idempotent.
     pub async fn close(&self) {
         let _ = self
@@ -305,6 +348,9 @@ impl SessionHandle {
 
 struct Session {
     pc: RTCPeerConnection,
+    /// The remote offer as applied, rewritten on each ICE restart.
+    remote_offer: String,
+    etag: String,
     out_tracks: Vec<OutTrack>,
     in_codecs: HashMap<u8, Codec>,
     state: watch::Sender<SessionState>,
@@ -488,6 +534,16 @@ impl EventLoop {
                 }
                 self.pump(session);
             }
+            Command::Patch {
+                session,
+                if_match,
+                body,
+                reply,
+            } => {
+                let outcome = self.patch(session, if_match.as_deref(), &body);
+                let _ = reply.send(outcome);
+                self.pump(session);
+            }
             Command::Shutdown { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -508,10 +564,13 @@ impl EventLoop {
         let (events, events_rx) = mpsc::channel(self.config.event_queue);
         let send_tracks = answerer.out_tracks.iter().map(|t| t.codec).collect();
         self.router.add_ufrag(answerer.ufrag.clone(), id);
+        let etag = new_etag();
         self.sessions.insert(
             id,
             Session {
                 pc: answerer.pc,
+                remote_offer: offer_sdp.to_owned(),
+                etag: etag.clone(),
                 out_tracks: answerer.out_tracks,
                 in_codecs: answerer.in_codecs,
                 state,
@@ -549,6 +608,85 @@ impl EventLoop {
             events: events_rx,
             send_tracks,
             ice_ufrag: answerer.ufrag,
+            etag,
+        })
+    }
+
+    fn patch(
+        &mut self,
+        id: SessionId,
+        if_match: Option<&str>,
+        body: &str,
+    ) -> Result<PatchOutcome, PatchError> {
+        let session = self.sessions.get_mut(&id).ok_or(PatchError::SessionGone)?;
+        let if_match = if_match.ok_or(PatchError::PreconditionRequired)?;
+        let frag = SdpFrag::parse(body)?;
+        let wildcard = if_match == "*";
+        if !wildcard && if_match != session.etag {
+            return Err(PatchError::PreconditionFailed);
+        }
+        let remote_ufrag = remote_ufrag(&session.remote_offer);
+        let restart =
+            frag.has_credentials() && frag.ice_ufrag.as_deref() != remote_ufrag.as_deref();
+        if wildcard && !restart {
+            return Err(PatchError::BadRequest(
+                "If-Match: * is for ICE restarts; the fragment carries no new ice-ufrag and ice-pwd",
+            ));
+        }
+        if !restart {
+            // Candidates of another ICE generation are stale (RFC 8840 §4.4): ignore them.
+            if frag.ice_ufrag.is_some() && frag.ice_ufrag != remote_ufrag {
+                return Ok(PatchOutcome::Trickled);
+            }
+            for (mid, candidate) in &frag.candidates {
+                let init = RTCIceCandidateInit {
+                    candidate: format!("candidate:{candidate}"),
+                    sdp_mid: mid.clone(),
+                    sdp_mline_index: Some(0),
+                    username_fragment: remote_ufrag.clone(),
+                    ..Default::default()
+                };
+                if let Err(e) = session.pc.add_remote_candidate(init) {
+                    // A candidate we cannot use (mDNS name, TCP active) is not an error of
+                    // the request; the others still count.
+                    tracing::debug!(session = %id, error = %e, "ignoring trickled candidate");
+                }
+            }
+            return Ok(PatchOutcome::Trickled);
+        }
+        let offer = sdpfrag::restarted_offer(&session.remote_offer, &frag);
+        let now = Instant::now();
+        let description = RTCSessionDescription::offer(offer.clone())
+            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+        session
+            .pc
+            .set_remote_description(now, description)
+            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+        let answer = session
+            .pc
+            .create_answer(None)
+            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+        session
+            .pc
+            .set_local_description(now, answer)
+            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+        let answer = session
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| PatchError::RestartFailed("no local description".into()))?;
+        session.remote_offer = offer;
+        session.etag = new_etag();
+        let etag = session.etag.clone();
+        if let Some(ufrag) = answer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")) {
+            // The old ufrag stays routable until the session ends: checks of the old
+            // generation may still be in flight.
+            self.router.add_ufrag(ufrag.trim().to_owned(), id);
+        }
+        tracing::debug!(session = %id, "ICE restarted");
+        Ok(PatchOutcome::Restarted {
+            sdpfrag: sdpfrag::answer_fragment(&answer),
+            etag,
         })
     }
 

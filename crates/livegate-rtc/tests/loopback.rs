@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{TestPeer, DEADLINE};
 use livegate_rtc::{
-    CloseReason, Codec, RtcConfig, RtcServer, RtpFrame, SendSpec, SessionEvent, SessionRole,
-    SessionState,
+    CloseReason, Codec, PatchError, PatchOutcome, RtcConfig, RtcServer, RtpFrame, SendSpec,
+    SessionEvent, SessionRole, SessionState,
 };
 
 async fn server() -> RtcServer {
@@ -231,4 +231,130 @@ async fn hostile_offers_are_refused_with_a_reason() {
         assert!(error.to_string().contains(reason), "{error}");
     }
     assert_eq!(server.stats().sessions_created, 0);
+}
+
+/// The ICE lines of an SDP as a trickle-ice-sdpfrag.
+fn ice_fragment(sdp: &str) -> String {
+    sdp.lines()
+        .filter(|l| {
+            l.starts_with("a=ice-ufrag:")
+                || l.starts_with("a=ice-pwd:")
+                || l.starts_with("a=candidate:")
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `answer` with its ICE credentials and candidates replaced by those of `fragment`.
+fn apply_fragment(answer: &str, fragment: &str) -> String {
+    let find = |prefix: &str| {
+        fragment
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap()
+            .to_owned()
+    };
+    let (ufrag, pwd) = (find("a=ice-ufrag:"), find("a=ice-pwd:"));
+    let candidates: Vec<&str> = fragment
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    let mut out = String::new();
+    let mut added = false;
+    for line in answer.lines() {
+        if line.starts_with("a=candidate:") {
+            if !added {
+                for c in &candidates {
+                    out.push_str(c);
+                    out.push_str("\r\n");
+                }
+                added = true;
+            }
+            continue;
+        }
+        let line = if line.starts_with("a=ice-ufrag:") {
+            ufrag.as_str()
+        } else if line.starts_with("a=ice-pwd:") {
+            pwd.as_str()
+        } else {
+            line
+        };
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_follows_rfc9725_preconditions_and_restarts_ice() {
+    let server = server().await;
+    let mut peer = TestPeer::viewer().await.unwrap();
+    let offer = peer.offer(false).await.unwrap();
+    let accepted = server.accept(offer, send_video()).await.unwrap();
+    let first_answer = accepted.answer.clone();
+    peer.apply_answer(accepted.answer).await.unwrap();
+    peer.connected().await.unwrap();
+    accepted.handle.connected().await.unwrap();
+    let handle = accepted.handle;
+    let trickle = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n";
+
+    assert_eq!(
+        handle.patch(None, trickle).await,
+        Err(PatchError::PreconditionRequired)
+    );
+    assert_eq!(
+        handle.patch(Some("\"stale\""), trickle).await,
+        Err(PatchError::PreconditionFailed)
+    );
+    assert_eq!(
+        handle.patch(Some(&accepted.etag), trickle).await,
+        Ok(PatchOutcome::Trickled)
+    );
+    assert!(matches!(
+        handle.patch(Some("*"), trickle).await,
+        Err(PatchError::BadRequest(_))
+    ));
+    assert!(matches!(
+        handle.patch(Some(&accepted.etag), "garbage").await,
+        Err(PatchError::BadFragment(_))
+    ));
+
+    // ICE restart driven by the client, as a browser's restartIce() does.
+    for i in 0..10u32 {
+        handle.send_frame(0, frame(i * 3_000)).unwrap();
+    }
+    peer.received(5).await.unwrap();
+    peer.pc.restart_ice().await.unwrap();
+    let restart_offer = peer.offer(false).await.unwrap();
+    let PatchOutcome::Restarted { sdpfrag, etag } = handle
+        .patch(Some("*"), &ice_fragment(&restart_offer))
+        .await
+        .unwrap()
+    else {
+        panic!("not restarted");
+    };
+    assert_ne!(etag, accepted.etag);
+    assert!(sdpfrag.contains("a=ice-ufrag:"), "{sdpfrag}");
+    assert_ne!(ice_fragment(&first_answer), sdpfrag);
+    // The old ETag is now stale.
+    assert_eq!(
+        handle.patch(Some(&accepted.etag), trickle).await,
+        Err(PatchError::PreconditionFailed)
+    );
+    peer.apply_answer(apply_fragment(&first_answer, &sdpfrag))
+        .await
+        .unwrap();
+    let before = peer.packets();
+    for i in 10..200u32 {
+        handle.send_frame(0, frame(i * 3_000)).unwrap();
+        if peer.packets() >= before + 5 {
+            break;
+        }
+        // Media keeps flowing at a frame rate while the new ICE session nominates a pair.
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    peer.received(before + 5).await.unwrap();
+    assert_eq!(*handle.state().borrow(), SessionState::Connected);
 }
