@@ -230,7 +230,10 @@ mod tests {
     #[test]
     fn defaults_work_on_one_machine() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.http_addr, "0.0.0.0:8935".parse().unwrap());
+        assert_eq!(
+            config.http_addr,
+            "0.0.0.0:8935".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(
             config.whip_addr,
             IceAddr::Udp("0.0.0.0:7290".parse().unwrap())

@@ -12,11 +12,13 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::metrics::Metrics;
+use crate::rtc_metrics::RtcMetrics;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
+    pub rtc: RtcMetrics,
     /// False until every server is up, and again once shutdown has begun, so a load
     /// balancer stops sending new sessions to a draining node.
     pub ready: Arc<AtomicBool>,
@@ -48,6 +50,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.rtc.refresh();
     (
         [(
             header::CONTENT_TYPE,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod rtc_metrics;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::rtc_metrics::RtcMetrics;
+use livegate_rtc::{RtcConfig, RtcServer};
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
 pub struct Gateway {
@@ -25,6 +28,7 @@ pub struct Gateway {
     ready: Arc<AtomicBool>,
     http_task: JoinHandle<std::io::Result<()>>,
     pub metrics: Metrics,
+    rtc: RtcMetrics,
 }
 
 impl Gateway {
@@ -40,7 +44,27 @@ impl Gateway {
             .with_context(|| format!("LIVE_AI_HTTP_ADDR: cannot bind {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
 
+        let mut servers = Vec::new();
+        for (role, variable, addr) in [
+            ("whip", "LIVE_AI_WHIP_ADDR", config.whip_addr),
+            ("whep", "LIVE_AI_WHEP_ADDR", config.whep_addr),
+        ] {
+            let Some(bind) = addr.socket_addr() else {
+                continue;
+            };
+            let mut rtc_config = RtcConfig::new(bind);
+            rtc_config.advertised_ips = config.nat_ip.0.clone();
+            let server = RtcServer::bind(rtc_config)
+                .await
+                .with_context(|| format!("{variable}: cannot bind UDP {bind}"))?;
+            tracing::info!(role, udp = %server.local_addr(), "WebRTC server listening");
+            servers.push((role, server));
+        }
+        let rtc = RtcMetrics::register(&metrics.registry, servers)
+            .context("registering WebRTC metrics")?;
+
         let app = http::router(AppState {
+            rtc: rtc.clone(),
             metrics: metrics.clone(),
             ready: ready.clone(),
             allow_cors: config.allow_cors,
@@ -66,7 +90,17 @@ impl Gateway {
             ready,
             http_task,
             metrics,
+            rtc,
         })
+    }
+
+    /// The bound UDP address of a WebRTC server role (`whip` or `whep`), if enabled.
+    pub fn rtc_addr(&self, role: &str) -> Option<SocketAddr> {
+        self.rtc
+            .servers()
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, server)| server.local_addr())
     }
 
     /// The bound HTTP address (useful when the configured port was 0).
@@ -79,7 +113,18 @@ impl Gateway {
     pub async fn shutdown(self, timeout: std::time::Duration) -> bool {
         self.ready.store(false, Ordering::Release);
         self.shutdown.cancel();
-        match tokio::time::timeout(timeout, self.http_task).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Peer connections get a DTLS close_notify so players notice at once instead of
+        // after their ICE timeout.
+        for (role, server) in self.rtc.servers() {
+            if tokio::time::timeout_at(deadline, server.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(role, "WebRTC server did not close its sessions in time");
+            }
+        }
+        match tokio::time::timeout_at(deadline, self.http_task).await {
             Ok(Ok(Ok(()))) => true,
             Ok(Ok(Err(e))) => {
                 tracing::error!(error = %e, "HTTP server failed while draining");

@@ -109,14 +109,23 @@ async fn json_logs_when_asked() {
     cmd.env("LIVE_AI_LOG_FORMAT", "json");
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
+    // Every line up to the listening one is a JSON object.
+    let listening = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("a log line");
+            let parsed: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if parsed["message"] == "livegate listening" {
+                return parsed;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(listening["http"]
+        .as_str()
         .unwrap()
-        .unwrap()
-        .expect("a log line");
-    let parsed: serde_json::Value = serde_json::from_str(&first).expect("JSON log line");
-    assert_eq!(parsed["message"], "livegate listening", "{first}");
-    assert!(parsed["http"].as_str().unwrap().starts_with("127.0.0.1:"));
+        .starts_with("127.0.0.1:"));
     child.kill().await.unwrap();
 }
 
@@ -139,6 +148,39 @@ async fn a_bad_value_fails_start_up_naming_the_variable() {
         assert_eq!(output.status.code(), Some(2), "{var}={value}: {stderr}");
         assert!(stderr.contains(var), "{var}={value}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn a_taken_udp_port_fails_start_up_naming_the_variable() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let output = livegate()
+        .env("LIVE_AI_WHEP_ADDR", taken.local_addr().unwrap().to_string())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("LIVE_AI_WHEP_ADDR: cannot bind UDP"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn off_disables_a_webrtc_server() {
+    let mut cmd = livegate();
+    cmd.env("LIVE_AI_WHIP_ADDR", "off");
+    let (mut child, addr, _logs) = start(cmd).await;
+    let (_, metrics) = get(&format!("http://{addr}/metrics")).await;
+    assert!(
+        !metrics.contains(r#"livegate_rtc_sessions{role="whip"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"livegate_rtc_sessions{role="whep"} 0"#),
+        "{metrics}"
+    );
+    child.kill().await.unwrap();
 }
 
 #[tokio::test]
