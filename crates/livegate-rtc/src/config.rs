@@ -18,6 +18,9 @@ pub struct RtcConfig {
     pub failed_timeout: Duration,
     /// Interval of our consent checks (go-livepeer: 2 s).
     pub keepalive_interval: Duration,
+    /// Event loops the peer connections are spread over, so DTLS and SRTP use several
+    /// cores. Default: the number of CPUs.
+    pub shards: usize,
     /// Capacity of each session's event queue; events beyond it are dropped and counted so a
     /// slow owner never stalls the event loop.
     pub event_queue: usize,
@@ -32,6 +35,7 @@ impl RtcConfig {
             disconnected_timeout: Duration::from_secs(5),
             failed_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(2),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             event_queue: 1024,
         }
     }

@@ -1,18 +1,20 @@
 //! The WebRTC transport of livegate: every peer connection of a server role (WHIP ingest or
 //! WHEP playback) on one UDP port, on the webrtc-rs sans-I/O core (`rtc`).
 //!
-//! An [`RtcServer`] owns one UDP socket and one event loop task. The HTTP layers hand it SDP
-//! offers with [`RtcServer::accept`] and get back a complete answer at once (our host
-//! candidate is known up front, so there is no gathering to wait for), a [`SessionHandle`] to
-//! send media or close, and a queue of [`SessionEvent`]s.
+//! An [`RtcServer`] owns one UDP socket, a dispatcher task that reads it, and N shard event
+//! loops (one per core by default) among which the peer connections are spread. The HTTP
+//! layers hand it SDP offers with [`RtcServer::accept`] and get back a complete answer at once
+//! (our host candidate is known up front, so there is no gathering to wait for), a
+//! [`SessionHandle`] to send media or close, and a queue of [`SessionEvent`]s.
 //!
 //! # The event loop contract
 //!
-//! The loop owns every `RTCPeerConnection`; nothing else touches them. It reacts to:
+//! The dispatcher routes each datagram to the shard owning its session and does nothing
+//! else. A shard owns its `RTCPeerConnection`s; nothing else touches them. It reacts to:
 //!
 //! | input | what the loop does |
 //! |---|---|
-//! | a datagram | routes it (STUN request → session by the local ufrag in USERNAME; anything else → session by remote address; unknown → dropped and counted), then `handle_read` |
+//! | a datagram | routed by the dispatcher (STUN request → session by the local ufrag in USERNAME; anything else → session by remote address; unknown → dropped and counted), then `handle_read` |
 //! | a session's deadline | `handle_timeout` |
 //! | a [`SessionHandle`] command | media to send, keyframe request, stats, close |
 //!
@@ -31,6 +33,7 @@ mod peer;
 mod router;
 mod sdpfrag;
 mod server;
+mod shard;
 mod stun;
 
 use std::fmt;
@@ -47,6 +50,13 @@ pub use server::{RtcServer, ServerStats};
 /// keep their own unguessable resource ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub(crate) u64);
+
+impl SessionId {
+    /// The shard that owns the session: ids are allocated as `n * shards + shard`.
+    pub(crate) fn shard(self, shards: usize) -> usize {
+        (self.0 % shards as u64) as usize
+    }
+}
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

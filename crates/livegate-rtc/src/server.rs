@@ -1,55 +1,45 @@
-//! [`RtcServer`]: one UDP socket, one event loop task, every peer connection of a role.
+//! [`RtcServer`]: one UDP socket, a dispatcher task that routes its datagrams, and N shard
+//! event loops that own the peer connections.
+//!
+//! The per-packet work (DTLS, SRTP, RTCP) happens in the shards, which run in parallel on a
+//! multi-threaded runtime; the dispatcher only reads datagrams and looks up their session,
+//! and shards send on the shared socket directly.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use livegate_media::Codec;
-use rtc::data_channel::RTCDataChannelId;
-use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::RTCIceCandidateInit;
-use rtc::peer_connection::RTCPeerConnection;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::RTCRtpReceiverId;
-use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use rtc::statistics::StatsSelector;
+use bytes::BytesMut;
+use parking_lot::RwLock;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::RtcConfig;
 use crate::offer::Offer;
-use crate::peer::{self, OutTrack};
 use crate::router::Router;
-use crate::sdpfrag::{self, SdpFrag};
+use crate::shard::Shard;
 use crate::stun;
 use crate::{
-    AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SendError,
-    SessionEvent, SessionId, SessionRole, SessionState, SessionStats,
+    AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SendError, SessionId,
+    SessionRole, SessionState, SessionStats,
 };
 
 /// Largest datagram we read; anything longer is truncated and will fail to parse.
 const MAX_DATAGRAM: usize = 2_048;
-/// Depth of the command queue shared by all handles of a server.
+/// Depth of each shard's command queue (datagrams and handle commands).
 const COMMAND_QUEUE: usize = 16 * 1024;
 
 /// Counters of one server, for metrics.
 #[derive(Debug, Default)]
-struct Counters {
-    sessions_active: AtomicU64,
-    sessions_created: AtomicU64,
-    datagrams_in: AtomicU64,
-    datagrams_out: AtomicU64,
-    datagrams_unroutable: AtomicU64,
-    events_dropped: AtomicU64,
-    frames_dropped: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) sessions_active: AtomicU64,
+    pub(crate) sessions_created: AtomicU64,
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) datagrams_unroutable: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+    pub(crate) frames_dropped: AtomicU64,
 }
 
 /// A snapshot of a server's counters.
@@ -61,12 +51,20 @@ pub struct ServerStats {
     pub datagrams_out: u64,
     /// Datagrams that matched no session (stray, late or hostile traffic).
     pub datagrams_unroutable: u64,
+    /// Datagrams dropped because their shard's queue was full.
+    pub datagrams_dropped: u64,
     pub events_dropped: u64,
     /// Frames refused because the event loop's queue was full.
     pub frames_dropped: u64,
 }
 
-enum Command {
+pub(crate) enum Command {
+    /// A datagram the dispatcher routed to this shard's session.
+    Datagram {
+        session: SessionId,
+        peer: SocketAddr,
+        data: BytesMut,
+    },
     Accept {
         offer: String,
         role: SessionRole,
@@ -106,38 +104,49 @@ enum Command {
 /// socket and the loop. See the crate docs for the loop's contract.
 #[derive(Clone)]
 pub struct RtcServer {
-    commands: mpsc::Sender<Command>,
+    shards: Arc<[mpsc::Sender<Command>]>,
+    next_shard: Arc<AtomicUsize>,
     local_addr: SocketAddr,
     counters: Arc<Counters>,
+    stop_dispatcher: Arc<watch::Sender<bool>>,
 }
 
 impl RtcServer {
-    /// Binds the UDP port and starts the event loop on the current tokio runtime.
+    /// Binds the UDP port and starts the dispatcher and `config.shards` event loops on the
+    /// current tokio runtime.
     pub async fn bind(config: RtcConfig) -> std::io::Result<RtcServer> {
-        let socket = bind_udp(config.bind)?;
+        let socket = Arc::new(bind_udp(config.bind)?);
         let local_addr = socket.local_addr()?;
         let advertised = advertised_addrs(&config, local_addr);
-        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(Counters::default());
-        let event_loop = EventLoop {
-            socket,
-            candidate_addr: advertised[0],
-            advertised,
-            config,
-            commands: receiver,
-            command_sender: commands.downgrade(),
-            sessions: HashMap::new(),
-            router: Router::default(),
-            timers: BTreeSet::new(),
-            next_id: 0,
-            outbox: VecDeque::new(),
-            counters: counters.clone(),
-        };
-        tokio::spawn(event_loop.run());
+        let router = Arc::new(RwLock::new(Router::default()));
+        let shard_count = config.shards.max(1);
+        let mut shards = Vec::with_capacity(shard_count);
+        for index in 0..shard_count {
+            let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+            let shard = Shard::new(
+                index as u64,
+                shard_count as u64,
+                socket.clone(),
+                advertised.clone(),
+                config.clone(),
+                receiver,
+                commands.downgrade(),
+                router.clone(),
+                counters.clone(),
+            );
+            tokio::spawn(shard.run());
+            shards.push(commands);
+        }
+        let (stop_dispatcher, stop) = watch::channel(false);
+        let weak: Vec<_> = shards.iter().map(mpsc::Sender::downgrade).collect();
+        tokio::spawn(dispatch(socket, router, weak, counters.clone(), stop));
         Ok(RtcServer {
-            commands,
+            shards: shards.into(),
+            next_shard: Arc::new(AtomicUsize::new(0)),
             local_addr,
             counters,
+            stop_dispatcher: Arc::new(stop_dispatcher),
         })
     }
 
@@ -152,7 +161,9 @@ impl RtcServer {
         // Parse before queueing, so hostile SDP costs the loop nothing.
         Offer::parse(&offer)?;
         let (reply, answer) = oneshot::channel();
-        self.commands
+        // Round robin: sessions spread evenly over the shards' cores.
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.shards[shard]
             .send(Command::Accept { offer, role, reply })
             .await
             .map_err(|_| AcceptError::ShuttingDown)?;
@@ -167,6 +178,7 @@ impl RtcServer {
             datagrams_in: c.datagrams_in.load(Ordering::Relaxed),
             datagrams_out: c.datagrams_out.load(Ordering::Relaxed),
             datagrams_unroutable: c.datagrams_unroutable.load(Ordering::Relaxed),
+            datagrams_dropped: c.datagrams_dropped.load(Ordering::Relaxed),
             events_dropped: c.events_dropped.load(Ordering::Relaxed),
             frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
         }
@@ -174,9 +186,62 @@ impl RtcServer {
 
     /// Closes every session (their owners see [`CloseReason::Shutdown`]) and stops the loop.
     pub async fn shutdown(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.commands.send(Command::Shutdown { done }).await.is_ok() {
-            let _ = finished.await;
+        for shard in self.shards.iter() {
+            let (done, finished) = oneshot::channel();
+            if shard.send(Command::Shutdown { done }).await.is_ok() {
+                let _ = finished.await;
+            }
+        }
+        self.stop_dispatcher.send_replace(true);
+    }
+}
+
+/// Reads the shared socket and hands each datagram to the shard of its session: STUN
+/// requests by the ufrag in their USERNAME, everything else by remote address.
+async fn dispatch(
+    socket: Arc<UdpSocket>,
+    router: Arc<RwLock<Router>>,
+    shards: Vec<mpsc::WeakSender<Command>>,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, peer) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                // ICMP errors surface as receive errors on some platforms; they concern one
+                // peer, never the socket.
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        let datagram = &buf[..len];
+        let session = match stun::local_ufrag_of_request(datagram) {
+            Some(ufrag) => router.read().by_ufrag(&ufrag),
+            None => router.read().by_addr(&peer),
+        };
+        let Some(session) = session else {
+            counters
+                .datagrams_unroutable
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let Some(shard) = shards[session.shard(shards.len())].upgrade() else {
+            // The shard is gone: the server is shutting down.
+            return;
+        };
+        let command = Command::Datagram {
+            session,
+            peer,
+            data: BytesMut::from(datagram),
+        };
+        if shard.try_send(command).is_err() {
+            counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -203,12 +268,12 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// A strong entity tag (RFC 9110 §8.8.3) that nobody can guess.
-fn new_etag() -> String {
+pub(crate) fn new_etag() -> String {
     format!("\"{:032x}\"", rand::random::<u128>())
 }
 
 /// The offer's ICE ufrag (first one; BUNDLE makes them all equal).
-fn remote_ufrag(offer: &str) -> Option<String> {
+pub(crate) fn remote_ufrag(offer: &str) -> Option<String> {
     offer
         .lines()
         .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
@@ -236,10 +301,11 @@ fn advertised_addrs(config: &RtcConfig, local: SocketAddr) -> Vec<SocketAddr> {
 /// The owner's side of one session. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionHandle {
-    id: SessionId,
-    commands: mpsc::Sender<Command>,
-    state: watch::Receiver<SessionState>,
-    counters: Arc<Counters>,
+    pub(crate) id: SessionId,
+    /// The command queue of the session's shard.
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) state: watch::Receiver<SessionState>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl SessionHandle {
@@ -344,593 +410,4 @@ impl SessionHandle {
             mpsc::error::TrySendError::Closed(_) => SendError::Closed,
         })
     }
-}
-
-struct Session {
-    pc: RTCPeerConnection,
-    /// The remote offer as applied, rewritten on each ICE restart.
-    remote_offer: String,
-    etag: String,
-    out_tracks: Vec<OutTrack>,
-    in_codecs: HashMap<u8, Codec>,
-    state: watch::Sender<SessionState>,
-    events: mpsc::Sender<SessionEvent>,
-    deadline: Option<Instant>,
-    connected: bool,
-    closing: Option<CloseReason>,
-    /// Remote tracks: receiver and SSRC, and which SSRC carries video.
-    receivers: Vec<(RTCRtpReceiverId, u32)>,
-    video_ssrc: Option<u32>,
-    data_channels: HashMap<RTCDataChannelId, String>,
-    dropped_events: u64,
-    keyframe_requests: u64,
-}
-
-impl Session {
-    fn emit(&mut self, event: SessionEvent, counters: &Counters) {
-        if self.events.try_send(event).is_err() {
-            self.dropped_events += 1;
-            counters.events_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-struct EventLoop {
-    socket: UdpSocket,
-    /// Local address handed to `rtc` with every datagram: it must be one of our candidates.
-    candidate_addr: SocketAddr,
-    advertised: Vec<SocketAddr>,
-    config: RtcConfig,
-    commands: mpsc::Receiver<Command>,
-    /// For handles created by the loop itself; weak so the loop ends when the last
-    /// [`RtcServer`] and handle are gone.
-    command_sender: mpsc::WeakSender<Command>,
-    sessions: HashMap<SessionId, Session>,
-    router: Router,
-    /// Sessions by next deadline.
-    timers: BTreeSet<(Instant, SessionId)>,
-    next_id: u64,
-    outbox: VecDeque<(SocketAddr, BytesMut)>,
-    counters: Arc<Counters>,
-}
-
-impl EventLoop {
-    async fn run(mut self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        loop {
-            self.flush_outbox().await;
-            let deadline = self
-                .timers
-                .first()
-                .map(|(at, _)| *at)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3_600));
-            // Unbiased: neither a flood of datagrams nor a flood of media commands may starve
-            // the other.
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(Command::Shutdown { done }) => {
-                        self.close_all(CloseReason::Shutdown);
-                        self.flush_outbox().await;
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(command) => self.handle_command(command),
-                    None => {
-                        self.close_all(CloseReason::Shutdown);
-                        self.flush_outbox().await;
-                        return;
-                    }
-                },
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, peer)) => self.handle_datagram(&buf[..len], peer),
-                    // ICMP errors surface as recv errors on some platforms; they concern one
-                    // peer, never the socket.
-                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
-                },
-                _ = tokio::time::sleep_until(deadline.into()) => self.handle_timeouts(Instant::now()),
-            }
-        }
-    }
-
-    async fn flush_outbox(&mut self) {
-        while let Some((peer, datagram)) = self.outbox.pop_front() {
-            match self.socket.send_to(&datagram, peer).await {
-                Ok(_) => {
-                    self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "UDP send failed"),
-            }
-        }
-    }
-
-    fn handle_datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
-        self.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
-        let session = match stun::local_ufrag_of_request(datagram) {
-            Some(ufrag) => self.router.by_ufrag(&ufrag),
-            None => self.router.by_addr(&peer),
-        };
-        let Some(id) = session.filter(|id| self.sessions.contains_key(id)) else {
-            self.counters
-                .datagrams_unroutable
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        self.router.add_addr(peer, id);
-        let now = Instant::now();
-        let message = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.candidate_addr,
-                peer_addr: peer,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        };
-        if let Some(session) = self.sessions.get_mut(&id) {
-            if let Err(e) = session.pc.handle_read(message) {
-                tracing::debug!(session = %id, error = %e, "rejected datagram");
-            }
-        }
-        self.pump(id);
-    }
-
-    fn handle_timeouts(&mut self, now: Instant) {
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, id));
-            if let Some(session) = self.sessions.get_mut(&id) {
-                session.deadline = None;
-                if let Err(e) = session.pc.handle_timeout(now) {
-                    tracing::debug!(session = %id, error = %e, "timeout handling failed");
-                }
-            }
-            self.pump(id);
-        }
-    }
-
-    fn handle_command(&mut self, command: Command) {
-        match command {
-            Command::Accept { offer, role, reply } => {
-                let result = self.accept(&offer, role);
-                let _ = reply.send(result);
-            }
-            Command::SendFrame {
-                session,
-                track,
-                frame,
-            } => {
-                self.send_frame(session, track, &frame);
-                self.pump(session);
-            }
-            Command::RequestKeyframe { session } => {
-                self.request_keyframe(session);
-                self.pump(session);
-            }
-            Command::SendText { session, text } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    let open: Vec<RTCDataChannelId> = s.data_channels.keys().copied().collect();
-                    for channel in open {
-                        if let Some(mut dc) = s.pc.data_channel(channel) {
-                            if let Err(e) = dc.send_text(Instant::now(), text.clone()) {
-                                tracing::debug!(%session, error = %e, "data channel send failed");
-                            }
-                        }
-                    }
-                }
-                self.pump(session);
-            }
-            Command::Stats { session, reply } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    let _ = reply.send(session_stats(s));
-                }
-            }
-            Command::Close { session } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    s.closing.get_or_insert(CloseReason::Local);
-                    let _ = s.pc.close();
-                }
-                self.pump(session);
-            }
-            Command::Patch {
-                session,
-                if_match,
-                body,
-                reply,
-            } => {
-                let outcome = self.patch(session, if_match.as_deref(), &body);
-                let _ = reply.send(outcome);
-                self.pump(session);
-            }
-            Command::Shutdown { .. } => unreachable!("handled by the loop"),
-        }
-    }
-
-    fn accept(&mut self, offer_sdp: &str, role: SessionRole) -> Result<Accepted, AcceptError> {
-        let offer = Offer::parse(offer_sdp)?;
-        let answerer = peer::answer(
-            &self.config,
-            &self.advertised,
-            offer_sdp,
-            &offer,
-            &role,
-            Instant::now(),
-        )?;
-        let id = SessionId(self.next_id);
-        self.next_id += 1;
-        let (state, state_rx) = watch::channel(SessionState::Connecting);
-        let (events, events_rx) = mpsc::channel(self.config.event_queue);
-        let send_tracks = answerer.out_tracks.iter().map(|t| t.codec).collect();
-        self.router.add_ufrag(answerer.ufrag.clone(), id);
-        let etag = new_etag();
-        self.sessions.insert(
-            id,
-            Session {
-                pc: answerer.pc,
-                remote_offer: offer_sdp.to_owned(),
-                etag: etag.clone(),
-                out_tracks: answerer.out_tracks,
-                in_codecs: answerer.in_codecs,
-                state,
-                events,
-                deadline: None,
-                connected: false,
-                closing: None,
-                receivers: Vec::new(),
-                video_ssrc: None,
-                data_channels: HashMap::new(),
-                dropped_events: 0,
-                keyframe_requests: 0,
-            },
-        );
-        self.counters
-            .sessions_active
-            .fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .sessions_created
-            .fetch_add(1, Ordering::Relaxed);
-        self.pump(id);
-        let commands = self
-            .command_sender
-            .upgrade()
-            .ok_or(AcceptError::ShuttingDown)?;
-        tracing::debug!(session = %id, ufrag = %answerer.ufrag, "session accepted");
-        Ok(Accepted {
-            handle: SessionHandle {
-                id,
-                commands,
-                state: state_rx,
-                counters: self.counters.clone(),
-            },
-            answer: answerer.answer,
-            events: events_rx,
-            send_tracks,
-            ice_ufrag: answerer.ufrag,
-            etag,
-        })
-    }
-
-    fn patch(
-        &mut self,
-        id: SessionId,
-        if_match: Option<&str>,
-        body: &str,
-    ) -> Result<PatchOutcome, PatchError> {
-        let session = self.sessions.get_mut(&id).ok_or(PatchError::SessionGone)?;
-        let if_match = if_match.ok_or(PatchError::PreconditionRequired)?;
-        let frag = SdpFrag::parse(body)?;
-        let wildcard = if_match == "*";
-        if !wildcard && if_match != session.etag {
-            return Err(PatchError::PreconditionFailed);
-        }
-        let remote_ufrag = remote_ufrag(&session.remote_offer);
-        let restart =
-            frag.has_credentials() && frag.ice_ufrag.as_deref() != remote_ufrag.as_deref();
-        if wildcard && !restart {
-            return Err(PatchError::BadRequest(
-                "If-Match: * is for ICE restarts; the fragment carries no new ice-ufrag and ice-pwd",
-            ));
-        }
-        if !restart {
-            // Candidates of another ICE generation are stale (RFC 8840 §4.4): ignore them.
-            if frag.ice_ufrag.is_some() && frag.ice_ufrag != remote_ufrag {
-                return Ok(PatchOutcome::Trickled);
-            }
-            for (mid, candidate) in &frag.candidates {
-                let init = RTCIceCandidateInit {
-                    candidate: format!("candidate:{candidate}"),
-                    sdp_mid: mid.clone(),
-                    sdp_mline_index: Some(0),
-                    username_fragment: remote_ufrag.clone(),
-                    ..Default::default()
-                };
-                if let Err(e) = session.pc.add_remote_candidate(init) {
-                    // A candidate we cannot use (mDNS name, TCP active) is not an error of
-                    // the request; the others still count.
-                    tracing::debug!(session = %id, error = %e, "ignoring trickled candidate");
-                }
-            }
-            return Ok(PatchOutcome::Trickled);
-        }
-        let offer = sdpfrag::restarted_offer(&session.remote_offer, &frag);
-        let now = Instant::now();
-        let description = RTCSessionDescription::offer(offer.clone())
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
-        session
-            .pc
-            .set_remote_description(now, description)
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
-        let answer = session
-            .pc
-            .create_answer(None)
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
-        session
-            .pc
-            .set_local_description(now, answer)
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
-        let answer = session
-            .pc
-            .local_description()
-            .map(|d| d.sdp)
-            .ok_or_else(|| PatchError::RestartFailed("no local description".into()))?;
-        session.remote_offer = offer;
-        session.etag = new_etag();
-        let etag = session.etag.clone();
-        if let Some(ufrag) = answer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")) {
-            // The old ufrag stays routable until the session ends: checks of the old
-            // generation may still be in flight.
-            self.router.add_ufrag(ufrag.trim().to_owned(), id);
-        }
-        tracing::debug!(session = %id, "ICE restarted");
-        Ok(PatchOutcome::Restarted {
-            sdpfrag: sdpfrag::answer_fragment(&answer),
-            etag,
-        })
-    }
-
-    fn send_frame(&mut self, id: SessionId, track: usize, frame: &RtpFrame) {
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        if !session.connected {
-            return;
-        }
-        let Some(out) = session.out_tracks.get(track) else {
-            return;
-        };
-        let (sender, payload_type, ssrc) = (out.sender, out.payload_type, out.ssrc);
-        let mut sequence = out.next_sequence;
-        let now = Instant::now();
-        let last = frame.payloads.len().saturating_sub(1);
-        if let Some(mut rtp_sender) = session.pc.rtp_sender(sender) {
-            for (i, payload) in frame.payloads.iter().enumerate() {
-                let packet = rtc::rtp::Packet {
-                    header: rtc::rtp::Header {
-                        version: 2,
-                        marker: i == last,
-                        payload_type,
-                        sequence_number: sequence,
-                        timestamp: frame.timestamp,
-                        ssrc,
-                        ..Default::default()
-                    },
-                    payload: payload.clone(),
-                };
-                sequence = sequence.wrapping_add(1);
-                if let Err(e) = rtp_sender.write_rtp(now, packet) {
-                    tracing::debug!(session = %id, error = %e, "RTP write failed");
-                    break;
-                }
-            }
-        }
-        if let Some(out) = session.out_tracks.get_mut(track) {
-            out.next_sequence = sequence;
-        }
-    }
-
-    fn request_keyframe(&mut self, id: SessionId) {
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        let Some(ssrc) = session.video_ssrc else {
-            return;
-        };
-        let Some(&(receiver, _)) = session.receivers.iter().find(|(_, s)| *s == ssrc) else {
-            return;
-        };
-        if let Some(mut rtp_receiver) = session.pc.rtp_receiver(receiver) {
-            let pli = PictureLossIndication {
-                sender_ssrc: 0,
-                media_ssrc: ssrc,
-            };
-            if let Err(e) = rtp_receiver.write_rtcp(Instant::now(), vec![Box::new(pli)]) {
-                tracing::debug!(session = %id, error = %e, "PLI write failed");
-            }
-        }
-    }
-
-    /// Drains everything a session produced after an input, and reschedules it.
-    fn pump(&mut self, id: SessionId) {
-        let counters = self.counters.clone();
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        while let Some(out) = session.pc.poll_write() {
-            self.router.add_addr(out.transport.peer_addr, id);
-            self.outbox
-                .push_back((out.transport.peer_addr, out.message));
-        }
-        while let Some(event) = session.pc.poll_event() {
-            handle_event(id, session, event, &counters);
-        }
-        while let Some(TaggedRTCMessage { message, .. }) = session.pc.poll_read() {
-            handle_message(session, message, &counters);
-        }
-        // Events may have queued more output (DTLS alerts on close, SCTP acks).
-        while let Some(out) = session.pc.poll_write() {
-            self.outbox
-                .push_back((out.transport.peer_addr, out.message));
-        }
-        if let Some(reason) = session.closing {
-            self.remove(id, reason);
-            return;
-        }
-        let next = session.pc.poll_timeout();
-        if next != session.deadline {
-            if let Some(old) = session.deadline.take() {
-                self.timers.remove(&(old, id));
-            }
-            if let Some(at) = next {
-                self.timers.insert((at, id));
-            }
-            session.deadline = next;
-        }
-    }
-
-    fn remove(&mut self, id: SessionId, reason: CloseReason) {
-        let Some(session) = self.sessions.remove(&id) else {
-            return;
-        };
-        if let Some(at) = session.deadline {
-            self.timers.remove(&(at, id));
-        }
-        self.router.remove(id);
-        self.counters
-            .sessions_active
-            .fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(session = %id, reason = reason.as_str(), "session removed");
-        session.state.send_replace(SessionState::Closed(reason));
-    }
-
-    fn close_all(&mut self, reason: CloseReason) {
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
-        for id in ids {
-            if let Some(session) = self.sessions.get_mut(&id) {
-                session.closing = Some(reason);
-                let _ = session.pc.close();
-            }
-            self.pump(id);
-        }
-    }
-}
-
-fn handle_event(
-    id: SessionId,
-    session: &mut Session,
-    event: RTCPeerConnectionEvent,
-    counters: &Counters,
-) {
-    match event {
-        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-            tracing::debug!(session = %id, %state, "connection state");
-            match state {
-                RTCPeerConnectionState::Connected => {
-                    session.connected = true;
-                    session.state.send_replace(SessionState::Connected);
-                }
-                RTCPeerConnectionState::Failed => {
-                    session.closing.get_or_insert(CloseReason::Failed);
-                }
-                RTCPeerConnectionState::Closed => {
-                    session.closing.get_or_insert(CloseReason::Remote);
-                }
-                _ => {}
-            }
-        }
-        RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-            session.receivers.push((init.receiver_id, init.ssrc));
-        }
-        RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(channel)) => {
-            let label = session
-                .pc
-                .data_channel(channel)
-                .map(|dc| dc.label().to_owned())
-                .unwrap_or_default();
-            session.data_channels.insert(channel, label.clone());
-            session.emit(SessionEvent::DataChannelOpen { label }, counters);
-        }
-        RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(channel)) => {
-            session.data_channels.remove(&channel);
-        }
-        _ => {}
-    }
-}
-
-fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counters) {
-    match message {
-        RTCMessage::RtpPacket(_, packet) => {
-            let Some(&codec) = session.in_codecs.get(&packet.header.payload_type) else {
-                return;
-            };
-            if codec == Codec::H264 {
-                session.video_ssrc = Some(packet.header.ssrc);
-            }
-            session.emit(SessionEvent::Rtp { codec, packet }, counters);
-        }
-        RTCMessage::RtcpPacket(_, packets) => {
-            for packet in packets {
-                let media_ssrc =
-                    if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>() {
-                        Some(pli.media_ssrc)
-                    } else {
-                        packet
-                            .as_any()
-                            .downcast_ref::<FullIntraRequest>()
-                            .map(|fir| fir.media_ssrc)
-                    };
-                let Some(media_ssrc) = media_ssrc else {
-                    continue;
-                };
-                let codec = session
-                    .out_tracks
-                    .iter()
-                    .find(|t| t.ssrc == media_ssrc)
-                    .map_or(Codec::H264, |t| t.codec);
-                session.keyframe_requests += 1;
-                session.emit(SessionEvent::KeyframeRequested { codec }, counters);
-            }
-        }
-        RTCMessage::DataChannelMessage(channel, message) => {
-            let label = session
-                .data_channels
-                .get(&channel)
-                .cloned()
-                .unwrap_or_default();
-            session.emit(
-                SessionEvent::DataChannelMessage {
-                    label,
-                    data: Bytes::from(message.data),
-                },
-                counters,
-            );
-        }
-        _ => {}
-    }
-}
-
-fn session_stats(session: &mut Session) -> SessionStats {
-    let report = session.pc.get_stats(Instant::now(), StatsSelector::None);
-    let mut stats = SessionStats {
-        dropped_events: session.dropped_events,
-        keyframe_requests_received: session.keyframe_requests,
-        ..SessionStats::default()
-    };
-    for outbound in report.outbound_rtp_streams() {
-        stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
-        stats.bytes_sent += outbound.sent_rtp_stream_stats.bytes_sent;
-    }
-    for inbound in report.inbound_rtp_streams() {
-        stats.packets_received += inbound.received_rtp_stream_stats.packets_received;
-        stats.bytes_received += inbound.bytes_received;
-        stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
-        stats.jitter_s = stats.jitter_s.max(inbound.received_rtp_stream_stats.jitter);
-        stats.nacks_sent += u64::from(inbound.nack_count);
-        stats.plis_sent += u64::from(inbound.pli_count);
-    }
-    if let Some(pair) = report.candidate_pairs().find(|p| p.nominated) {
-        stats.rtt_s = pair.current_round_trip_time;
-    }
-    stats
 }
