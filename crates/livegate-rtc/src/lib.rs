@@ -26,6 +26,7 @@
 //! Who may block: nobody. The loop never waits for an owner: a full event queue drops the
 //! event and counts it; an owner that stops reading only loses its own events.
 
+mod bitrate;
 mod config;
 mod interceptor;
 mod offer;
@@ -41,6 +42,7 @@ use std::fmt;
 use bytes::Bytes;
 pub use livegate_media::Codec;
 
+pub use bitrate::BitrateMeter;
 pub use config::RtcConfig;
 pub use offer::{MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
 pub use sdpfrag::{SdpFrag, SdpFragError};
@@ -197,6 +199,10 @@ pub struct RtpFrame {
 /// Statistics of one session, the same shape for both directions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionStats {
+    /// Bits per second sent, summed over every track and layer.
+    pub bitrate_out_bps: u64,
+    /// Bits per second received, summed over every track and layer.
+    pub bitrate_in_bps: u64,
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub packets_received: u64,

@@ -26,6 +26,7 @@ use rtc::statistics::StatsSelector;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::bitrate::BitrateMeter;
 use crate::config::RtcConfig;
 use crate::offer::Offer;
 use crate::peer::{self, OutTrack};
@@ -55,6 +56,8 @@ struct Session {
     data_channels: HashMap<RTCDataChannelId, String>,
     dropped_events: u64,
     keyframe_requests: u64,
+    bitrate_in: BitrateMeter,
+    bitrate_out: BitrateMeter,
 }
 
 impl Session {
@@ -305,6 +308,8 @@ impl Shard {
                 data_channels: HashMap::new(),
                 dropped_events: 0,
                 keyframe_requests: 0,
+                bitrate_in: BitrateMeter::default(),
+                bitrate_out: BitrateMeter::default(),
             },
         );
         self.counters
@@ -661,5 +666,8 @@ fn session_stats(session: &mut Session) -> SessionStats {
     if let Some(pair) = report.candidate_pairs().find(|p| p.nominated) {
         stats.rtt_s = pair.current_round_trip_time;
     }
+    let now = Instant::now();
+    stats.bitrate_in_bps = session.bitrate_in.update(now, stats.bytes_received);
+    stats.bitrate_out_bps = session.bitrate_out.update(now, stats.bytes_sent);
     stats
 }
