@@ -9,14 +9,17 @@
 //! to a mux rate, insert null packets or signal discontinuities: the caller decides the
 //! order, and a stream that restarts its clock needs a new [`Muxer`].
 //!
-//! Why not a crate: `mpeg2ts` (sile, maintained) is a packet-level codec: it would happily
-//! write our descriptors, but leaves PES splitting, stuffing, PCR and PSI repetition to us and
-//! copies every 184-byte payload into its own fixed array behind a `std::io::Write`, so we
-//! would write most of this module anyway. `libmpegts` (cesbo) has a full multiplexer with raw
-//! PMT descriptors, but it owns the schedule (PSI every 500 ms fixed, 700 ms PCR delay, its own
-//! interleaving queue instead of "this AU, now"), takes every frame as an owned `Vec<u8>`
-//! (a copy per access unit, two for Opus to prepend the control header) and leaves AUDs to
-//! us. A few hundred lines that do exactly the above were the smaller dependency.
+//! Why not a crate: both candidates are maintained (edition 2024 releases), neither fits.
+//! `mpeg2ts` (sile) is a packet-level codec: it can write our PMT descriptors, but leaves PES
+//! splitting, stuffing, PCR and PSI repetition to us and copies every 184-byte payload into
+//! its own array behind `std::io::Write`, so we would write most of this module anyway.
+//! `libmpegts` (cesbo) has a full multiplexer with raw PMT descriptors, but owns the schedule
+//! (PSI every 500 ms, PCR only in extra packets, 700 ms behind by default, and a queue that
+//! interleaves by DTS instead of "this AU, now"), writes PES_packet_length 0 for every
+//! stream, which §2.4.3.7 allows for video only (ffmpeg tolerates it; stricter demuxers need
+//! the length to end an audio PES without waiting for the next), and takes each frame as an
+//! owned `Vec<u8>` (a copy per access unit, two for Opus). A few hundred lines that do
+//! exactly the above were the smaller dependency.
 //!
 //! ```
 //! use bytes::{Bytes, BytesMut};
@@ -40,6 +43,7 @@
 //! # Ok::<(), livegate_media::ts::mux::MuxError>(())
 //! ```
 
+mod packet;
 mod pes;
 mod psi;
 #[cfg(test)]
@@ -49,7 +53,10 @@ use bytes::{BufMut, BytesMut};
 
 use crate::ts::TS_PACKET_SIZE;
 use crate::{opus, AccessUnit, Codec, Track, PTS_WRAP};
-use pes::{pcr_bytes, PesHeader, MAX_PES_HEADER_LEN, STREAM_ID_PRIVATE_1, STREAM_ID_VIDEO};
+use packet::{
+    put_pcr_only_packet, put_pes_packets, put_psi, FirstPacketFields, TS_PAYLOAD_CAPACITY,
+};
+use pes::{PesHeader, MAX_PES_HEADER_LEN, STREAM_ID_PRIVATE_1, STREAM_ID_VIDEO};
 
 /// How far the PCR runs behind the decoding timestamp of the unit it is derived from, so that
 /// PCR ≤ DTS (ISO/IEC 13818-1 §2.4.2: a unit is decoded when the STC reaches its DTS). 200 ms
@@ -63,16 +70,13 @@ const PCR_INTERVAL_90K: u64 = 9_000;
 /// A step back in time larger than this is a new timeline, not reordering or A/V skew.
 const DISCONTINUITY_90K: i64 = 90_000;
 /// An access unit delimiter with primary_pic_type 7 ("any slice type"), the NAL that
-/// H.264-in-TS requires first in every access unit (ISO/IEC 13818-1 §2.14.1).
+/// H.264-in-TS requires first in every access unit (ISO/IEC 13818-1 §2.14.1). Not for
+/// ffmpeg's sake: ffmpeg 5.1 decodes, probes and stream-copies a TS without delimiters
+/// silently (its own TS muxer adds them); it is for hardware decoders and segmenters that
+/// find access units by it.
 const ACCESS_UNIT_DELIMITER: [u8; 6] = [0x00, 0x00, 0x00, 0x01, 0x09, 0xF0];
-/// Bytes of a TS packet after its 4-byte header.
-const TS_PAYLOAD_CAPACITY: usize = TS_PACKET_SIZE - 4;
 /// Longest PES_packet_length (a 16-bit field).
 const MAX_PES_PACKET_LENGTH: usize = 0xFFFF;
-/// adaptation_field_control values (ISO/IEC 13818-1 Table 2-5).
-pub(crate) const AFC_PAYLOAD: u8 = 0b01;
-const AFC_ADAPTATION_ONLY: u8 = 0b10;
-const AFC_ADAPTATION_AND_PAYLOAD: u8 = 0b11;
 
 /// Why tracks cannot be muxed, or an access unit cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,14 +104,6 @@ struct Stream {
     stream_id: u8,
     /// continuity_counter of the next packet that carries payload (§2.4.3.3).
     next_cc: u8,
-}
-
-impl Stream {
-    fn take_cc(&mut self) -> u8 {
-        let cc = self.next_cc;
-        self.next_cc = (cc + 1) & 0x0F;
-        cc
-    }
 }
 
 /// Muxes the access units of one program into MPEG-TS.
@@ -272,7 +268,8 @@ impl Muxer {
         .expect("checked above");
 
         put_pes_packets(
-            stream,
+            stream.pid,
+            &mut stream.next_cc,
             FirstPacketFields {
                 pcr_90k: pes_pcr,
                 random_access: au.keyframe,
@@ -311,115 +308,4 @@ fn starts_with_access_unit_delimiter(data: &[u8]) -> bool {
         _ => return false,
     };
     nal.first().is_some_and(|header| header & 0x1F == 9)
-}
-
-/// Fourth byte of a TS header: not scrambled, adaptation_field_control, continuity_counter.
-pub(crate) fn header_byte3(afc: u8, cc: u8) -> u8 {
-    afc << 4 | (cc & 0x0F)
-}
-
-fn put_ts_header(pid: u16, unit_start: bool, afc: u8, cc: u8, out: &mut BytesMut) {
-    out.put_slice(&[
-        0x47,
-        u8::from(unit_start) << 6 | (pid >> 8) as u8,
-        pid as u8,
-        header_byte3(afc, cc),
-    ]);
-}
-
-/// Appends a prebuilt PAT or PMT packet with the next continuity counter.
-fn put_psi(packet: &mut [u8; TS_PACKET_SIZE], cc: &mut u8, out: &mut BytesMut) {
-    packet[3] = header_byte3(AFC_PAYLOAD, *cc);
-    *cc = (*cc + 1) & 0x0F;
-    out.put_slice(packet);
-}
-
-fn put_pcr_only_packet(pid: u16, cc: u8, pcr_90k: u64, out: &mut BytesMut) {
-    put_ts_header(pid, false, AFC_ADAPTATION_ONLY, cc, out);
-    put_adaptation_field(TS_PAYLOAD_CAPACITY, Some(pcr_90k), false, out);
-}
-
-/// Adaptation field contents of the first TS packet of a PES.
-struct FirstPacketFields {
-    pcr_90k: Option<u64>,
-    random_access: bool,
-}
-
-impl FirstPacketFields {
-    /// Bytes of adaptation field these need, before any stuffing.
-    fn len(&self) -> usize {
-        match (self.pcr_90k, self.random_access) {
-            (Some(_), _) => 8,
-            (None, true) => 2,
-            (None, false) => 0,
-        }
-    }
-}
-
-/// Appends an adaptation field of exactly `len` bytes (≥ 1) including its length byte,
-/// stuffed with 0xFF (§2.4.3.5).
-fn put_adaptation_field(len: usize, pcr_90k: Option<u64>, random_access: bool, out: &mut BytesMut) {
-    out.put_u8((len - 1) as u8);
-    if len == 1 {
-        // A lone adaptation_field_length of 0 is the one-byte stuffing case.
-        return;
-    }
-    out.put_u8(u8::from(random_access) << 6 | u8::from(pcr_90k.is_some()) << 4);
-    let mut used = 2;
-    if let Some(pcr) = pcr_90k {
-        out.put_slice(&pcr_bytes(pcr));
-        used += 6;
-    }
-    out.put_bytes(0xFF, len - used);
-}
-
-/// Splits one PES, given as consecutive `parts`, into TS packets on `stream`'s PID. The last
-/// packet is filled up with adaptation-field stuffing, since PES data may not be padded
-/// inside the packet (§2.4.3.5).
-fn put_pes_packets(
-    stream: &mut Stream,
-    first: FirstPacketFields,
-    parts: [&[u8]; 2],
-    out: &mut BytesMut,
-) {
-    let total = parts[0].len() + parts[1].len();
-    let mut written = 0;
-    while written < total {
-        let is_first = written == 0;
-        let fields_len = if is_first { first.len() } else { 0 };
-        let remaining = total - written;
-        let (af_len, n) = if remaining >= TS_PAYLOAD_CAPACITY - fields_len {
-            (fields_len, TS_PAYLOAD_CAPACITY - fields_len)
-        } else {
-            (TS_PAYLOAD_CAPACITY - remaining, remaining)
-        };
-        let afc = if af_len > 0 {
-            AFC_ADAPTATION_AND_PAYLOAD
-        } else {
-            AFC_PAYLOAD
-        };
-        put_ts_header(stream.pid, is_first, afc, stream.take_cc(), out);
-        if af_len > 0 {
-            let (pcr, rai) = if is_first {
-                (first.pcr_90k, first.random_access)
-            } else {
-                (None, false)
-            };
-            put_adaptation_field(af_len, pcr, rai, out);
-        }
-        put_range(parts, written, n, out);
-        written += n;
-    }
-}
-
-/// Appends `n` bytes starting at `start` of the concatenation of `parts`.
-fn put_range(parts: [&[u8]; 2], start: usize, n: usize, out: &mut BytesMut) {
-    let [head, tail] = parts;
-    let end = start + n;
-    if start < head.len() {
-        out.put_slice(&head[start..end.min(head.len())]);
-    }
-    if end > head.len() {
-        out.put_slice(&tail[start.max(head.len()) - head.len()..end - head.len()]);
-    }
 }

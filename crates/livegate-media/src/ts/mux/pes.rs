@@ -1,8 +1,8 @@
-//! PES headers and the clock fields of the adaptation field (ISO/IEC 13818-1 §2.4.3.6–7).
+//! PES headers (ISO/IEC 13818-1 §2.4.3.6–7).
 
 use bytes::{BufMut, BytesMut};
 
-use crate::{Pts90k, PTS_WRAP};
+use crate::Pts90k;
 
 /// stream_id of the first video stream (ISO/IEC 13818-1 Table 2-22).
 pub(crate) const STREAM_ID_VIDEO: u8 = 0xE0;
@@ -76,23 +76,10 @@ fn put_timestamp(prefix: u8, ts: Pts90k, out: &mut BytesMut) {
     ]);
 }
 
-/// The 6-byte program_clock_reference field for a PCR whose base is `base_90k` and whose
-/// 27 MHz extension is 0 (§2.4.3.5).
-pub(crate) fn pcr_bytes(base_90k: u64) -> [u8; 6] {
-    let base = base_90k % PTS_WRAP;
-    [
-        (base >> 25) as u8,
-        (base >> 17) as u8,
-        (base >> 9) as u8,
-        (base >> 1) as u8,
-        ((base & 1) as u8) << 7 | 0x7E,
-        0,
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PTS_WRAP;
 
     /// Decodes a 5-byte timestamp the way §2.4.3.7 lays it out.
     fn read_timestamp(b: &[u8]) -> u64 {
@@ -131,17 +118,5 @@ mod tests {
         assert_eq!(read_timestamp(&out[9..]), pts.ticks());
         assert_eq!(read_timestamp(&out[14..]), 12_345);
         assert_eq!(both.counted_len(), out.len() - 6);
-    }
-
-    #[test]
-    fn pcr_base_spreads_over_33_bits() {
-        let bytes = pcr_bytes(PTS_WRAP + 0x1_2345_6789);
-        let base = (u64::from(bytes[0]) << 25)
-            | (u64::from(bytes[1]) << 17)
-            | (u64::from(bytes[2]) << 9)
-            | (u64::from(bytes[3]) << 1)
-            | u64::from(bytes[4] >> 7);
-        assert_eq!(base, 0x1_2345_6789);
-        assert_eq!((bytes[4] & 0x7F, bytes[5]), (0x7E, 0));
     }
 }

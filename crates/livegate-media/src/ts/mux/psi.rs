@@ -2,7 +2,7 @@
 //! a whole TS packet so that repeating them costs a copy and a continuity counter
 //! (ISO/IEC 13818-1 §2.4.4).
 
-use super::{header_byte3, AFC_PAYLOAD};
+use super::packet::{header_byte3, AFC_PAYLOAD};
 use crate::ts::{STREAM_TYPE_H264, STREAM_TYPE_PRIVATE_PES, TS_PACKET_SIZE};
 use crate::{Codec, Track};
 
@@ -16,8 +16,9 @@ const TRANSPORT_STREAM_ID: u16 = 1;
 const TABLE_ID_PAT: u8 = 0x00;
 const TABLE_ID_PMT: u8 = 0x02;
 /// registration_descriptor (ISO/IEC 13818-1 §2.6.8) with format_identifier `Opus`, which is
-/// how ffmpeg and the Opus-in-TS draft (ETSI TS 102 366 style) recognise Opus in stream_type
-/// 0x06.
+/// how ffmpeg recognises Opus in stream_type 0x06. The mapping comes from the ETSI draft
+/// "Opus Interactive Audio Codec: Transport Multiplexing Standard" (v0.1.3, never published;
+/// summarised on the Xiph wiki's OpusTS page), which ffmpeg implements.
 const OPUS_REGISTRATION_DESCRIPTOR: [u8; 6] = [0x05, 0x04, b'O', b'p', b'u', b's'];
 /// DVB extension_descriptor (ETSI EN 300 468 §6.2.16) tag and the user-defined extension tag
 /// 0x80 under which the Opus mapping carries `channel_config_code`.
