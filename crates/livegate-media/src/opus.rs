@@ -1,6 +1,6 @@
 //! Opus packet facts needed to carry Opus in MPEG-TS and RTP: packet durations from the TOC
 //! byte (RFC 6716 §3.1) and the `opus_control_header` that frames each packet inside a PES
-//! (the Opus-in-MPEG-TS encapsulation, ETSI TS 102 366 Annex style, as ffmpeg writes it).
+//! (the Opus-in-MPEG-TS encapsulation of the ETSI Opus-in-TS draft v0.1.3, as ffmpeg writes it).
 
 use bytes::{BufMut, BytesMut};
 
