@@ -429,3 +429,76 @@ async fn viewers_joining_while_frames_flow_miss_nothing_and_repeat_nothing() {
     assert_eq!(from_idr(&got_audio), from_idr(&audio));
     assert!(joins > 30, "{joins} joins");
 }
+
+#[tokio::test]
+async fn b_frames_are_counted_and_still_sent() {
+    let ts = fixture("h264-bframes-opus.ts");
+    let (_, units) = demux(&ts);
+    let (_registry, stream, ring) = stream_with_output();
+    let outputs = outputs();
+    let mut feed = outputs.get_or_start(&stream);
+    let prefix = prefix_with_video_units(&ts, 2);
+    write(&ring, &ts[..prefix]);
+    let mut frames = vec![recv(&mut feed).await.unwrap()];
+    write(&ring, &ts[prefix..]);
+    stream.close();
+    frames.extend(read_to_end(&mut feed).await);
+    let video: Vec<Pts90k> = units
+        .iter()
+        .filter(|au| au.codec == Codec::H264)
+        .map(|au| au.pts)
+        .collect();
+    assert_eq!(pts_of(&frames, Codec::H264), video, "in decoding order");
+    let reordered = units
+        .iter()
+        .filter(|au| au.dts.is_some_and(|dts| dts != au.pts))
+        .count();
+    assert!(reordered > 0);
+    assert_eq!(outputs.stats().b_frame_access_units, reordered as u64);
+}
+
+#[tokio::test]
+async fn an_audio_only_stream_needs_no_keyframe_and_no_sps() {
+    let ts = fixture("audio-only.ts");
+    let (tracks, units) = demux(&ts);
+    let (_registry, stream, ring) = stream_with_output();
+    let outputs = outputs();
+    let feed = outputs.get_or_start(&stream);
+    let output = feed.output().clone();
+    // Without video there is no GOP to cache: a viewer starts on the next packet written.
+    let viewer = tokio::spawn(async move {
+        let mut feed = feed;
+        read_to_end(&mut feed).await
+    });
+    for chunk in ts.chunks(CHUNK_BYTES) {
+        ring.write(bytes::Bytes::copy_from_slice(chunk)).unwrap();
+        tokio::task::yield_now().await;
+    }
+    stream.close();
+    let frames = viewer.await.unwrap();
+    let audio: Vec<Pts90k> = units.iter().map(|au| au.pts).collect();
+    let got_audio = pts_of(&frames, Codec::Opus);
+    assert!(
+        got_audio.len() > audio.len() / 2,
+        "{} packets",
+        got_audio.len()
+    );
+    assert_eq!(got_audio, audio[audio.len() - got_audio.len()..]);
+    let got = output.tracks().unwrap();
+    assert_eq!((got.tracks, got.h264), (tracks, None));
+    let waited = output.wait_for_tracks(Instant::now()).await;
+    assert_eq!(
+        waited.unwrap_err(),
+        livegate_whep::TracksError::StreamClosed
+    );
+    // An audio-only session anchors on the first packet and sends them all, 20 ms apart.
+    let mut clock = ViewerClock::new(&[Codec::Opus]);
+    let now = Instant::now();
+    let rtp: Vec<u32> = frames
+        .iter()
+        .filter_map(|f| clock.map(f, now))
+        .map(|(_, f)| f.timestamp)
+        .collect();
+    assert_eq!(rtp.len(), frames.len());
+    assert!(rtp.windows(2).all(|p| p[1].wrapping_sub(p[0]) == 960));
+}

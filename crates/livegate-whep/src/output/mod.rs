@@ -172,8 +172,9 @@ pub struct OutputStats {
     /// Video frames viewers skipped while waiting for a keyframe (after a lag, or joining
     /// without a cached GOP).
     pub keyframe_skips: u64,
-    /// Video frames the reader did not send because their references were not sent: the
-    /// start of a generation before its first IDR, or after a gap in the output buffer.
+    /// Video frames the reader did not send because their references were not sent: those
+    /// before the first IDR of a buffer (or of what it still held when the reader started),
+    /// or after a gap in the output buffer.
     pub frames_before_keyframe: u64,
     /// Times a reader fell behind its output buffer and lost bytes.
     pub input_gaps: u64,
@@ -415,6 +416,8 @@ impl StreamOutput {
             if let Some(run) = state.run.take() {
                 run.cancel.cancel();
             }
+            // The next reader refills it from the buffer; meanwhile it is only memory.
+            state.gop.clear();
         }
     }
 }

@@ -87,19 +87,25 @@ pub fn write(ring: &RingBuffer, ts: &[u8]) {
 /// The length of the shortest chunk-aligned prefix of `ts` from which the demuxer delivers
 /// `video_units` H.264 access units.
 pub fn prefix_with_video_units(ts: &[u8], video_units: usize) -> usize {
+    prefix_with_units(ts, Codec::H264, video_units)
+}
+
+/// The length of the shortest chunk-aligned prefix of `ts` from which the demuxer delivers
+/// `units` access units of `codec`.
+pub fn prefix_with_units(ts: &[u8], codec: Codec, units: usize) -> usize {
     let (mut demuxer, mut events) = (Demuxer::new(), Vec::new());
     let mut seen = 0;
     for (i, chunk) in ts.chunks(CHUNK_BYTES).enumerate() {
         demuxer.push(chunk, &mut events);
         seen += events
             .drain(..)
-            .filter(|e| matches!(e, DemuxEvent::AccessUnit(au) if au.codec == Codec::H264))
+            .filter(|e| matches!(e, DemuxEvent::AccessUnit(au) if au.codec == codec))
             .count();
-        if seen >= video_units {
+        if seen >= units {
             return ((i + 1) * CHUNK_BYTES).min(ts.len());
         }
     }
-    panic!("stream has fewer than {video_units} video units");
+    panic!("stream has fewer than {units} {codec:?} units");
 }
 
 /// A registry with one live stream "cam" whose output is a fresh ring.
