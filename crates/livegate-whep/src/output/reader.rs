@@ -221,38 +221,19 @@ impl Reader {
 
     /// Packetizes one access unit, or drops it.
     fn frame_of(&mut self, au: AccessUnit) -> Option<MediaFrame> {
-        let counters = &self.shared.counters;
-        let generation = &mut self.generation;
-        let (data, payloads) = match au.codec {
+        let data = match au.codec {
+            Codec::H264 => self.prepare_video(&au)?,
+            Codec::Opus => au.data.clone(),
+        };
+        let payloads = match au.codec {
             Codec::H264 => {
-                if generation.b_frames.observe(au.pts, au.dts) {
-                    Counters::add(&counters.b_frame_access_units, 1);
-                }
-                let sps_before = generation.parameter_sets.sps_info().copied();
-                generation.parameter_sets.observe(&au.data);
-                let sps_changed = generation.parameter_sets.sps_info().copied() != sps_before;
-                if generation.video_needs_keyframe && !au.keyframe {
-                    Counters::add(&counters.frames_before_keyframe, 1);
-                    return None;
-                }
-                generation.video_needs_keyframe = false;
-                let data = if au.keyframe {
-                    generation.parameter_sets.with_parameter_sets(au.data)
-                } else {
-                    au.data
-                };
                 let dropped = self.packetizer.dropped_nal_units();
                 let payloads = self.packetizer.packetize(&data);
-                Counters::add(
-                    &counters.dropped_nal_units,
-                    self.packetizer.dropped_nal_units() - dropped,
-                );
-                if sps_changed {
-                    self.publish_tracks();
-                }
-                (data, payloads)
+                let dropped = self.packetizer.dropped_nal_units() - dropped;
+                Counters::add(&self.shared.counters.dropped_nal_units, dropped);
+                payloads
             }
-            Codec::Opus => (au.data.clone(), opus_payloads(au.data)),
+            Codec::Opus => opus_payloads(au.data),
         };
         if payloads.is_empty() {
             return None;
@@ -263,7 +244,36 @@ impl Reader {
             keyframe: au.keyframe,
             source_generation: self.generation.number,
             payloads,
-            access_unit_bytes: Bytes::len(&data),
+            access_unit_bytes: data.len(),
+        })
+    }
+
+    /// Learns from an H.264 access unit (B-frames, parameter sets) and returns what to send
+    /// of it: the unit with the cached SPS/PPS in front if it is an IDR lacking them, or
+    /// nothing if it depends on pictures not sent.
+    fn prepare_video(&mut self, au: &AccessUnit) -> Option<Bytes> {
+        let counters = &self.shared.counters;
+        let generation = &mut self.generation;
+        if generation.b_frames.observe(au.pts, au.dts) {
+            Counters::add(&counters.b_frame_access_units, 1);
+        }
+        let sps_before = generation.parameter_sets.sps_info().copied();
+        generation.parameter_sets.observe(&au.data);
+        if generation.parameter_sets.sps_info().copied() != sps_before {
+            self.publish_tracks();
+        }
+        let generation = &mut self.generation;
+        if generation.video_needs_keyframe && !au.keyframe {
+            Counters::add(&self.shared.counters.frames_before_keyframe, 1);
+            return None;
+        }
+        generation.video_needs_keyframe = false;
+        Some(if au.keyframe {
+            generation
+                .parameter_sets
+                .with_parameter_sets(au.data.clone())
+        } else {
+            au.data.clone()
         })
     }
 

@@ -8,7 +8,7 @@
 //!   unit packets, STAP-A for small parameter sets, FU-A for large NAL units.
 //! - [`opus_payloads`]: RFC 7587, one Opus packet per payload.
 //!
-//! Not here: RTP headers, timestamps (each viewer has its own, see [`crate::viewer`]),
+//! Not here: RTP headers, timestamps (each viewer has its own, see [`crate::ViewerClock`]),
 //! parameter-set injection (done on the access unit before packetizing, see
 //! [`crate::output`]), and depacketizing.
 
