@@ -220,11 +220,8 @@ pub(crate) fn answer(
         .local_description()
         .ok_or_else(|| negotiation("no local description after answering"))?
         .sdp;
-    let ufrag = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
-        .map(|u| u.trim().to_owned())
-        .ok_or_else(|| negotiation("answer has no ICE ufrag"))?;
+    let ufrag =
+        crate::server::ice_ufrag(&answer).ok_or_else(|| negotiation("answer has no ICE ufrag"))?;
 
     let mut out_tracks = Vec::new();
     for (codec, sender, ssrc) in pending_tracks {

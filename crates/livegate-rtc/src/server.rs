@@ -272,10 +272,9 @@ pub(crate) fn new_etag() -> String {
     format!("\"{:032x}\"", rand::random::<u128>())
 }
 
-/// The offer's ICE ufrag (first one; BUNDLE makes them all equal).
-pub(crate) fn remote_ufrag(offer: &str) -> Option<String> {
-    offer
-        .lines()
+/// The ICE ufrag of an offer or answer (the first one; BUNDLE makes them all equal).
+pub(crate) fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
         .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
         .map(|u| u.trim().to_owned())
 }

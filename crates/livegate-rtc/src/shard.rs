@@ -32,7 +32,7 @@ use crate::offer::Offer;
 use crate::peer::{self, OutTrack};
 use crate::router::Router;
 use crate::sdpfrag::{self, SdpFrag};
-use crate::server::{new_etag, remote_ufrag, Command, Counters, SessionHandle};
+use crate::server::{ice_ufrag, new_etag, Command, Counters, SessionHandle};
 use crate::{
     AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SessionEvent,
     SessionId, SessionRole, SessionState, SessionStats,
@@ -352,7 +352,7 @@ impl Shard {
         if !wildcard && if_match != session.etag {
             return Err(PatchError::PreconditionFailed);
         }
-        let remote_ufrag = remote_ufrag(&session.remote_offer);
+        let remote_ufrag = ice_ufrag(&session.remote_offer);
         let restart =
             frag.has_credentials() && frag.ice_ufrag.as_deref() != remote_ufrag.as_deref();
         if wildcard && !restart {
@@ -383,20 +383,17 @@ impl Shard {
         }
         let offer = sdpfrag::restarted_offer(&session.remote_offer, &frag);
         let now = Instant::now();
-        let description = RTCSessionDescription::offer(offer.clone())
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+        let failed = |e: rtc::shared::error::Error| PatchError::RestartFailed(e.to_string());
+        let description = RTCSessionDescription::offer(offer.clone()).map_err(failed)?;
         session
             .pc
             .set_remote_description(now, description)
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
-        let answer = session
-            .pc
-            .create_answer(None)
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+            .map_err(failed)?;
+        let answer = session.pc.create_answer(None).map_err(failed)?;
         session
             .pc
             .set_local_description(now, answer)
-            .map_err(|e| PatchError::RestartFailed(e.to_string()))?;
+            .map_err(failed)?;
         let answer = session
             .pc
             .local_description()
@@ -405,10 +402,10 @@ impl Shard {
         session.remote_offer = offer;
         session.etag = new_etag();
         let etag = session.etag.clone();
-        if let Some(ufrag) = answer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")) {
+        if let Some(ufrag) = ice_ufrag(&answer) {
             // The old ufrag stays routable until the session ends: checks of the old
             // generation may still be in flight.
-            self.router.write().add_ufrag(ufrag.trim().to_owned(), id);
+            self.router.write().add_ufrag(ufrag, id);
         }
         tracing::debug!(session = %id, "ICE restarted");
         Ok(PatchOutcome::Restarted {
