@@ -1,0 +1,28 @@
+//! The HTTP resource model that WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep) share.
+//!
+//! Both protocols create a session by POSTing an SDP offer to an endpoint, answer `201
+//! Created` with the SDP answer and the session's resource URL, and then let the client
+//! PATCH (trickle ICE, ICE restart) and DELETE that resource. This crate holds the pieces of
+//! that model that do not depend on the direction of the media:
+//!
+//! - [`read_sdp_offer`]: the offer body, with its media type and size checked first.
+//! - [`ResourceId`]: unguessable session resource ids.
+//! - [`BearerToken`]: the optional `Authorization: Bearer` check, in constant time.
+//! - [`patch`]: `If-Match` preconditions and the PATCH outcome as HTTP (RFC 9725 §4.3).
+//! - [`HttpError`]: a status with a one-line reason the client can read.
+//! - [`headers`]: the header names and values both endpoints send.
+//!
+//! It knows nothing of streams or media: the WHIP and WHEP crates call it from their
+//! handlers and keep their own session tables.
+
+mod bearer;
+mod error;
+pub mod headers;
+pub mod patch;
+mod resource_id;
+mod sdp_body;
+
+pub use bearer::BearerToken;
+pub use error::HttpError;
+pub use resource_id::ResourceId;
+pub use sdp_body::{read_sdp_offer, MAX_SDP_BYTES};
