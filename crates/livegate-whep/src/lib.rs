@@ -14,14 +14,29 @@
 //! - [`ViewerClock`]: per-viewer RTP timestamps, continuous across worker restarts.
 //! - The GOP cache ([`GopLimits`] bounds it) lives inside each output.
 //!
-//! It knows nothing of HTTP or the WebRTC event loop: a session task takes frames from its
-//! feed, maps them with its clock and hands the [`livegate_rtc::RtpFrame`]s to its session.
+//! On top of that media side sit the endpoint and its sessions:
+//!
+//! - [`WhepServer`]: admits viewers (limits, waiting for output, tracks from the PMT),
+//!   answers their offers through [`livegate_rtc`] and keeps the session table.
+//! - a session task per viewer: takes frames from its feed, maps them with its clock and
+//!   hands the [`livegate_rtc::RtpFrame`]s to its peer connection.
+//! - [`http`]: the WHEP routes, translating HTTP into calls on [`WhepServer`].
 
+mod config;
 mod frame;
 mod gop;
+pub mod http;
+mod metrics;
 pub mod output;
 pub mod packetize;
+mod server;
+mod server_metrics;
+mod session;
 mod viewer;
+
+pub use config::WhepConfig;
+pub use metrics::WhepMetrics;
+pub use server::{PlayError, PlayOptions, Played, WhepServer};
 
 pub use frame::MediaFrame;
 pub use gop::GopLimits;

@@ -11,6 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use livegate_pipeline::file_source::{self, FileSourceSpec};
+use livegate_pipeline::Pipeline;
 
 /// Settings of one gateway process. `livegate --help` lists them with their defaults.
 #[derive(Debug, Clone, Parser)]
@@ -89,7 +91,38 @@ pub struct Config {
         value_name = "LIVE_AI_PIPELINE",
         default_value = "passthrough"
     )]
-    pub pipeline: PipelineSpec,
+    pub pipeline: Pipeline,
+
+    /// How long a WHEP request waits for its stream's output before it gets 409 (a player may
+    /// ask before the publisher has connected).
+    #[arg(long, env = "LIVE_AI_WHEP_WAIT_TIMEOUT", value_name = "LIVE_AI_WHEP_WAIT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub whep_wait_timeout: Duration,
+
+    /// Most WHEP viewers of one stream, waiting requests included; beyond it 429. `0`:
+    /// unlimited.
+    #[arg(
+        long,
+        env = "LIVE_AI_WHEP_MAX_SESSIONS",
+        value_name = "LIVE_AI_WHEP_MAX_SESSIONS",
+        default_value = "0"
+    )]
+    pub whep_max_sessions: usize,
+
+    /// Bearer token every WHEP request must carry (`Authorization: Bearer ...`). Empty: no
+    /// token needed.
+    #[arg(
+        long,
+        env = "LIVE_AI_WHEP_TOKEN",
+        value_name = "LIVE_AI_WHEP_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub whep_token: String,
+
+    /// Play MPEG-TS files in a loop as streams' outputs, for smoke tests and for checking
+    /// playback before any publisher exists: comma-separated `name=path.ts`.
+    #[arg(long, env = "LIVE_AI_TEST_STREAM", value_name = "LIVE_AI_TEST_STREAM", default_value = "", value_parser = parse_test_streams)]
+    pub test_stream: TestStreams,
 
     /// How long a SIGTERM/SIGINT drain may take before the process exits anyway.
     #[arg(long, env = "LIVE_AI_SHUTDOWN_TIMEOUT", value_name = "LIVE_AI_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -175,31 +208,14 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which worker turns a stream's input into its output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PipelineSpec {
-    /// The output is the input.
-    Passthrough,
-}
+/// The file sources of `LIVE_AI_TEST_STREAM`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestStreams(pub Vec<FileSourceSpec>);
 
-impl FromStr for PipelineSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "passthrough" => Ok(PipelineSpec::Passthrough),
-            other => Err(format!(
-                "unknown pipeline {other:?}; supported: passthrough"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for PipelineSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PipelineSpec::Passthrough => f.write_str("passthrough"),
-        }
-    }
+fn parse_test_streams(s: &str) -> Result<TestStreams, String> {
+    file_source::parse_specs(s)
+        .map(TestStreams)
+        .map_err(|e| e.to_string())
 }
 
 /// Booleans as ops write them in environment files: 1/0, true/false, yes/no, on/off.
@@ -245,7 +261,11 @@ mod tests {
         assert!(config.nat_ip.is_empty());
         assert!(!config.allow_cors);
         assert_eq!(config.log_format, LogFormat::Text);
-        assert_eq!(config.pipeline, PipelineSpec::Passthrough);
+        assert_eq!(config.pipeline, Pipeline::Passthrough);
+        assert_eq!(config.whep_wait_timeout, Duration::from_secs(30));
+        assert_eq!(config.whep_max_sessions, 0);
+        assert!(config.whep_token.is_empty());
+        assert!(config.test_stream.0.is_empty());
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
     }
 
@@ -280,6 +300,8 @@ mod tests {
         assert!(err.contains("`off`"), "{err}");
         let err = parse(&["--pipeline", "magic"]).unwrap_err().to_string();
         assert!(err.contains("unknown pipeline"), "{err}");
+        let err = parse(&["--test-stream", "cam"]).unwrap_err().to_string();
+        assert!(err.contains("LIVE_AI_TEST_STREAM"), "{err}");
         let err = parse(&["--shutdown-timeout", "soon"])
             .unwrap_err()
             .to_string();

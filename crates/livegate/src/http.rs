@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use livegate_whep::WhepServer;
+use livegate_wish::headers::CORS_EXPOSE;
+
 use crate::metrics::Metrics;
 use crate::rtc_metrics::RtcMetrics;
 
@@ -25,14 +28,17 @@ pub struct AppState {
     pub allow_cors: bool,
 }
 
-/// The gateway's routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The gateway's routes, with WHEP's when it is enabled.
+pub fn router(state: AppState, whep: Option<WhepServer>) -> Router {
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state.clone());
+    if let Some(whep) = whep {
+        router = router.merge(livegate_whep::http::router(whep));
+    }
+    router.layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// Liveness: the process answers HTTP.
@@ -76,10 +82,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .inc();
     if state.allow_cors {
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         );
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, CORS_EXPOSE);
     }
     response
 }

@@ -19,7 +19,11 @@ use crate::config::Config;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::rtc_metrics::RtcMetrics;
+use livegate_media::registry::StreamRegistry;
+use livegate_pipeline::file_source::FileSource;
 use livegate_rtc::{RtcConfig, RtcServer};
+use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
+use livegate_wish::BearerToken;
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
 pub struct Gateway {
@@ -29,6 +33,11 @@ pub struct Gateway {
     http_task: JoinHandle<std::io::Result<()>>,
     pub metrics: Metrics,
     rtc: RtcMetrics,
+    whep: Option<WhepServer>,
+    /// The streams of the process; every part finds streams here.
+    pub registry: StreamRegistry,
+    /// `LIVE_AI_TEST_STREAM` file sources, stopped by the shutdown token.
+    test_streams: Vec<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -60,15 +69,50 @@ impl Gateway {
             tracing::info!(role, udp = %server.local_addr(), "WebRTC server listening");
             servers.push((role, server));
         }
+        let whep_rtc = servers
+            .iter()
+            .find(|(role, _)| *role == "whep")
+            .map(|(_, server)| server.clone());
         let rtc = RtcMetrics::register(&metrics.registry, servers)
             .context("registering WebRTC metrics")?;
 
-        let app = http::router(AppState {
-            rtc: rtc.clone(),
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-            allow_cors: config.allow_cors,
-        });
+        let registry = StreamRegistry::new();
+        let test_streams = start_test_streams(config, &registry, &shutdown).await?;
+
+        let whep = match whep_rtc {
+            Some(rtc) => {
+                let outputs =
+                    StreamOutputs::new(OutputConfig::default()).context("WHEP output settings")?;
+                let whep_metrics =
+                    WhepMetrics::register(&metrics.registry).context("registering WHEP metrics")?;
+                let whep_config = WhepConfig {
+                    wait_timeout: config.whep_wait_timeout,
+                    max_sessions_per_stream: (config.whep_max_sessions > 0)
+                        .then_some(config.whep_max_sessions),
+                    token: (!config.whep_token.is_empty())
+                        .then(|| BearerToken::new(config.whep_token.clone())),
+                    ..WhepConfig::default()
+                };
+                Some(WhepServer::new(
+                    whep_config,
+                    registry.clone(),
+                    outputs,
+                    rtc,
+                    whep_metrics,
+                ))
+            }
+            None => None,
+        };
+
+        let app = http::router(
+            AppState {
+                rtc: rtc.clone(),
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+                allow_cors: config.allow_cors,
+            },
+            whep.clone(),
+        );
         let stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -91,6 +135,9 @@ impl Gateway {
             http_task,
             metrics,
             rtc,
+            whep,
+            registry,
+            test_streams,
         })
     }
 
@@ -113,7 +160,14 @@ impl Gateway {
     pub async fn shutdown(self, timeout: std::time::Duration) -> bool {
         self.ready.store(false, Ordering::Release);
         self.shutdown.cancel();
+        if let Some(whep) = &self.whep {
+            whep.shutdown();
+        }
         let deadline = tokio::time::Instant::now() + timeout;
+        for source in self.test_streams {
+            // Each removes its stream as it stops, which ends its viewers' sessions.
+            let _ = tokio::time::timeout_at(deadline, source).await;
+        }
         // Peer connections get a DTLS close_notify so players notice at once instead of
         // after their ICE timeout.
         for (role, server) in self.rtc.servers() {
@@ -140,4 +194,26 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Loads every `LIVE_AI_TEST_STREAM` file (a missing or unreadable file stops start-up) and
+/// plays each as its stream's output until shutdown.
+async fn start_test_streams(
+    config: &Config,
+    registry: &StreamRegistry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for spec in &config.test_stream.0 {
+        let source = FileSource::load(spec).await?;
+        tracing::info!(stream = %spec.key, path = %spec.path.display(), "playing test stream");
+        let registry = registry.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = source.run(registry, shutdown).await {
+                tracing::error!(error = %e, "test stream stopped");
+            }
+        }));
+    }
+    Ok(tasks)
 }

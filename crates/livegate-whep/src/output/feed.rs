@@ -134,6 +134,11 @@ impl ViewerFeed {
         self.stats
     }
 
+    /// Frames waiting to be read: how far this viewer is behind the stream's reader.
+    pub fn queued_frames(&self) -> usize {
+        self.cached.len() + self.live.as_ref().map_or(0, |live| live.len())
+    }
+
     /// Subscribes and copies the cache under one lock, once the reader is primed.
     async fn join(&mut self) {
         let shared = &self.output.shared;

@@ -1,0 +1,361 @@
+//! The WHEP endpoint over HTTP (draft-ietf-wish-whep, with the resource model of RFC 9725):
+//! translates requests into calls on [`WhepServer`] and its answers into responses.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /live/{stream}/whep` (also go-livepeer's `/live/video-to-video/{stream}-out/whep`) | 201, SDP answer, `Location`, `ETag`, `Link` |
+//! | `PATCH /live/{stream}/whep/{id}` | 204 trickle, 200 ICE restart (RFC 9725 §4.3) |
+//! | `DELETE /live/{stream}/whep/{id}` | 200 |
+//! | `OPTIONS` on either | 204 with `Accept-Post` / `Accept-Patch` and CORS preflight headers |
+//! | `POST /live/{stream}/whep/{id}/sse` | 201, `Location` of the event stream |
+//! | `GET /live/{stream}/whep/{id}/sse?events=...` | `text/event-stream` of `active`, `inactive`, `viewercount` |
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::stream::{self, Stream};
+use livegate_media::StreamKey;
+use livegate_wish::headers::{
+    ACCEPT_PATCH, ACCEPT_POST, CORS_ALLOW_HEADERS, SDP, TRICKLE_ICE_SDPFRAG,
+};
+use livegate_wish::{patch, read_sdp_offer, HttpError, ResourceId};
+use serde::Deserialize;
+
+use crate::output::OutputEvent;
+use crate::server::{PlayError, PlayOptions, WhepServer};
+
+/// The `rel` of the server-sent events extension's `Link` (draft-ietf-wish-whep §4.6).
+const SSE_REL: &str = "urn:ietf:params:whep:ext:core:server-sent-events";
+/// Event types we send.
+const SSE_EVENTS: [&str; 3] = ["active", "inactive", "viewercount"];
+
+/// The WHEP routes, for the gateway's HTTP server to merge.
+pub fn router(server: WhepServer) -> Router {
+    Router::new()
+        .route("/live/{stream}/whep", post(play).options(endpoint_options))
+        .route(
+            "/live/video-to-video/{stream_out}/whep",
+            post(play_livepeer).options(endpoint_options),
+        )
+        .route(
+            "/live/{stream}/whep/{id}",
+            axum::routing::delete(stop)
+                .patch(patch_session)
+                .options(session_options),
+        )
+        .route(
+            "/live/{stream}/whep/{id}/sse",
+            post(subscribe_events)
+                .get(event_stream)
+                .options(session_options),
+        )
+        .with_state(server)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PlayQuery {
+    server_metrics: Option<String>,
+}
+
+async fn play(
+    State(server): State<WhepServer>,
+    Path(stream): Path<String>,
+    Query(query): Query<PlayQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(play_stream(&server, &stream, query, &headers, body).await)
+}
+
+/// go-livepeer's player path: the output of stream `X` is `X-out`.
+async fn play_livepeer(
+    State(server): State<WhepServer>,
+    Path(stream_out): Path<String>,
+    Query(query): Query<PlayQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(stream) = stream_out.strip_suffix("-out") else {
+        return HttpError::not_found(format!(
+            "expected /live/video-to-video/{{stream}}-out/whep, got {stream_out}"
+        ))
+        .into_response();
+    };
+    respond(play_stream(&server, stream, query, &headers, body).await)
+}
+
+async fn play_stream(
+    server: &WhepServer,
+    stream: &str,
+    query: PlayQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    authorize(server, headers)?;
+    let key = stream_key(stream)?;
+    let offer = read_sdp_offer(headers, body).await?;
+    let options = PlayOptions {
+        server_metrics: query
+            .server_metrics
+            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+    };
+    let played = server
+        .play(key.clone(), offer, options)
+        .await
+        .map_err(|e| play_error(server, e))?;
+
+    let location = session_path(&key, played.id);
+    let mut response = (StatusCode::CREATED, played.answer).into_response();
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, SDP);
+    out.insert(header::LOCATION, header_value(&location));
+    if let Ok(etag) = HeaderValue::from_str(&played.etag) {
+        out.insert(header::ETAG, etag);
+    }
+    out.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
+    for link in &server.config().ice_server_links {
+        out.append(header::LINK, link.clone());
+    }
+    out.append(
+        header::LINK,
+        header_value(&format!(
+            "<{location}/sse>; rel=\"{SSE_REL}\"; events=\"{}\"",
+            SSE_EVENTS.join(",")
+        )),
+    );
+    Ok(response)
+}
+
+fn play_error(server: &WhepServer, error: PlayError) -> HttpError {
+    let retry_after = server.config().retry_after;
+    let reason = error.to_string();
+    match error {
+        PlayError::BadOffer(_) | PlayError::Unusable(_) => HttpError::bad_request(reason),
+        PlayError::TooManyViewers { .. } => {
+            HttpError::new(StatusCode::TOO_MANY_REQUESTS, reason).retry_after(retry_after)
+        }
+        PlayError::NotPublished(_) | PlayError::StreamEnded(_) => {
+            HttpError::new(StatusCode::CONFLICT, reason).retry_after(retry_after)
+        }
+        PlayError::Overloaded | PlayError::ShuttingDown => {
+            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason).retry_after(retry_after)
+        }
+    }
+}
+
+async fn stop(
+    State(server): State<WhepServer>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorize(&server, &headers)?;
+        let (key, id) = session_ids(&stream, &id)?;
+        if server.stop(&key, id).await {
+            Ok(StatusCode::OK.into_response())
+        } else {
+            Err(HttpError::not_found("no such WHEP session"))
+        }
+    };
+    respond(result.await)
+}
+
+async fn patch_session(
+    State(server): State<WhepServer>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        authorize(&server, &headers)?;
+        let (key, id) = session_ids(&stream, &id)?;
+        if server.session(&key, id).is_none() {
+            return Err(HttpError::not_found("no such WHEP session"));
+        }
+        let fragment = patch::read_sdpfrag(&headers, body).await?;
+        let if_match = patch::if_match(&headers);
+        Ok(patch::response(
+            server.patch(&key, id, if_match.as_deref(), &fragment).await,
+        ))
+    };
+    respond(result.await)
+}
+
+async fn endpoint_options() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(ACCEPT_POST, SDP);
+    preflight(headers, "POST, OPTIONS");
+    response
+}
+
+async fn session_options() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
+    preflight(headers, "PATCH, DELETE, OPTIONS");
+    response
+}
+
+/// CORS preflight answers (Fetch standard §3.2.3). `Access-Control-Allow-Origin` itself is
+/// added to every response by the gateway when `LIVE_AI_ALLOW_CORS` is set, so without it
+/// these headers grant nothing.
+fn preflight(headers: &mut HeaderMap, methods: &'static str) {
+    headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+}
+
+/// The SSE extension's subscription: the body is a JSON array of event types; we answer
+/// with the event stream's URL, which carries the choice in its query.
+async fn subscribe_events(
+    State(server): State<WhepServer>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        authorize(&server, &headers)?;
+        let (key, id) = session_ids(&stream, &id)?;
+        if server.session(&key, id).is_none() {
+            return Err(HttpError::not_found("no such WHEP session"));
+        }
+        let body = axum::body::to_bytes(body, 4096).await.map_err(|_| {
+            HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 4096 bytes")
+        })?;
+        let wanted: Vec<String> = if body.is_empty() {
+            SSE_EVENTS.iter().map(|e| e.to_string()).collect()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                HttpError::bad_request(format!("expected a JSON array of event types: {e}"))
+            })?
+        };
+        let events: Vec<&str> = SSE_EVENTS
+            .iter()
+            .copied()
+            .filter(|e| wanted.iter().any(|w| w == e))
+            .collect();
+        let location = format!("{}/sse?events={}", session_path(&key, id), events.join(","));
+        let mut response = StatusCode::CREATED.into_response();
+        response
+            .headers_mut()
+            .insert(header::LOCATION, header_value(&location));
+        Ok(response)
+    };
+    respond(result.await)
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    events: Option<String>,
+}
+
+async fn event_stream(
+    State(server): State<WhepServer>,
+    Path((stream, id)): Path<(String, String)>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        authorize(&server, &headers)?;
+        let (key, id) = session_ids(&stream, &id)?;
+        let entry = server
+            .session(&key, id)
+            .ok_or_else(|| HttpError::not_found("no such WHEP session"))?;
+        let wanted = query.events.unwrap_or_else(|| SSE_EVENTS.join(","));
+        let wanted: Vec<String> = wanted.split(',').map(str::to_owned).collect();
+        let events = entry.output.events();
+        let ended = entry.cancel.clone();
+        Ok(Sse::new(sse_events(events, ended, wanted))
+            .keep_alive(KeepAlive::default())
+            .into_response())
+    })();
+    respond(result)
+}
+
+/// The output's events as SSE, until the stream closes or the session ends.
+fn sse_events(
+    events: crate::OutputEvents,
+    ended: tokio_util::sync::CancellationToken,
+    wanted: Vec<String>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(
+        (events, ended, wanted),
+        |(mut events, ended, wanted)| async move {
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event?,
+                    _ = ended.cancelled() => return None,
+                };
+                let (name, data) = match event {
+                    OutputEvent::Active { .. } => ("active", "{}".to_owned()),
+                    OutputEvent::Inactive => ("inactive", "{}".to_owned()),
+                    OutputEvent::ViewerCount(n) => {
+                        ("viewercount", format!("{{\"viewercount\":{n}}}"))
+                    }
+                    OutputEvent::Closed => ("inactive", "{}".to_owned()),
+                };
+                if wanted.iter().any(|w| w == name) {
+                    let sse = Event::default().event(name).data(data);
+                    return Some((Ok(sse), (events, ended, wanted)));
+                }
+            }
+        },
+    )
+}
+
+fn authorize(server: &WhepServer, headers: &HeaderMap) -> Result<(), HttpError> {
+    match &server.config().token {
+        Some(token) => token.check(headers),
+        None => Ok(()),
+    }
+}
+
+fn stream_key(stream: &str) -> Result<StreamKey, HttpError> {
+    StreamKey::parse(stream).map_err(|e| HttpError::bad_request(e.to_string()))
+}
+
+fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpError> {
+    let key = StreamKey::parse(stream).map_err(|_| HttpError::not_found("no such WHEP session"))?;
+    let id = id
+        .parse()
+        .map_err(|_| HttpError::not_found("no such WHEP session"))?;
+    Ok((key, id))
+}
+
+fn session_path(key: &StreamKey, id: ResourceId) -> String {
+    format!("/live/{key}/whep/{id}")
+}
+
+/// Stream keys and ids are validated ASCII, so the path is always a valid header value.
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).expect("validated ASCII")
+}
+
+fn respond(result: Result<Response, HttpError>) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            let unauthorized = error.status == StatusCode::UNAUTHORIZED;
+            let mut response = error.into_response();
+            if unauthorized {
+                let (name, value) = livegate_wish::BearerToken::challenge();
+                response.headers_mut().insert(name, value);
+            }
+            response
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The WHEP endpoint's logic, without HTTP: admit a viewer, wait for its stream's output,
+//! answer its offer with exactly the output's tracks, and keep the table of live sessions.
+//! [`crate::http`] translates requests into calls on [`WhepServer`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use livegate_media::registry::{StreamRegistry, WaitError};
+use livegate_media::{Codec, StreamKey};
+use livegate_rtc::{
+    AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SendSpec,
+    SessionHandle, SessionRole,
+};
+use livegate_wish::ResourceId;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::WhepConfig;
+use crate::metrics::WhepMetrics;
+use crate::output::{StreamOutput, StreamOutputs, TracksError};
+use crate::session::{self, SessionTask};
+
+/// Why a viewer was not given a session; each maps to one HTTP status in [`crate::http`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayError {
+    /// 400: the offer is not SDP, or asks for nothing we could send.
+    #[error(transparent)]
+    BadOffer(#[from] OfferError),
+    /// 400: the offer and the output have no track in common, or negotiation failed on it.
+    #[error("{0}")]
+    Unusable(String),
+    /// 429.
+    #[error("stream {stream} already has {limit} viewers")]
+    TooManyViewers { stream: StreamKey, limit: usize },
+    /// 503: too many requests are waiting for output.
+    #[error("too many viewers waiting for streams; retry later")]
+    Overloaded,
+    /// 409: nothing produced output before the deadline (the WHEP draft's "not published").
+    #[error("stream {0} has no output yet")]
+    NotPublished(StreamKey),
+    /// 409: the stream ended while the request waited.
+    #[error("stream {0} ended before it produced output")]
+    StreamEnded(StreamKey),
+    /// 503.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl PlayError {
+    /// Label of `livegate_whep_sessions_failed_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            PlayError::BadOffer(_) | PlayError::Unusable(_) => "bad_offer",
+            PlayError::TooManyViewers { .. } => "too_many_viewers",
+            PlayError::Overloaded => "overloaded",
+            PlayError::NotPublished(_) => "not_published",
+            PlayError::StreamEnded(_) => "stream_ended",
+            PlayError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Options a viewer chose in its request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlayOptions {
+    /// `?server_metrics=1`: send the session's and stream's figures on the viewer's data
+    /// channel every second.
+    pub server_metrics: bool,
+}
+
+/// A session that was created.
+#[derive(Debug, Clone)]
+pub struct Played {
+    pub id: ResourceId,
+    pub answer: String,
+    pub etag: String,
+}
+
+/// A live session, as the table holds it.
+pub(crate) struct SessionEntry {
+    pub(crate) stream: StreamKey,
+    pub(crate) handle: SessionHandle,
+    pub(crate) output: Arc<StreamOutput>,
+    /// Ends the session's task (DELETE, shutdown).
+    pub(crate) cancel: CancellationToken,
+}
+
+/// The WHEP endpoint: every viewer session of one gateway. Cheap to clone.
+///
+/// Concurrency: the table lock is held to insert, remove or count, never across an
+/// `.await`. A request waiting for output holds a seat (it counts against the stream's
+/// viewer limit) and nothing else; dropping the request's future (the client went away)
+/// gives the seat back.
+#[derive(Clone)]
+pub struct WhepServer {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: WhepConfig,
+    registry: StreamRegistry,
+    outputs: StreamOutputs,
+    rtc: RtcServer,
+    pub(crate) metrics: WhepMetrics,
+    table: Mutex<Table>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<ResourceId, Arc<SessionEntry>>,
+    /// Seats per stream: sessions plus requests still waiting.
+    seats: HashMap<StreamKey, usize>,
+    pending: usize,
+}
+
+impl WhepServer {
+    pub fn new(
+        config: WhepConfig,
+        registry: StreamRegistry,
+        outputs: StreamOutputs,
+        rtc: RtcServer,
+        metrics: WhepMetrics,
+    ) -> WhepServer {
+        WhepServer {
+            inner: Arc::new(Inner {
+                config,
+                registry,
+                outputs,
+                rtc,
+                metrics,
+                table: Mutex::new(Table::default()),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &WhepConfig {
+        &self.inner.config
+    }
+
+    /// Creates a viewer session of `stream` for `offer`: waits (up to the configured
+    /// timeout) until the stream exists and its output's tracks are known, then answers
+    /// with exactly those tracks the offer accepts.
+    pub async fn play(
+        &self,
+        stream: StreamKey,
+        offer: String,
+        options: PlayOptions,
+    ) -> Result<Played, PlayError> {
+        let posted_at = Instant::now();
+        let result = self.try_play(stream, offer, options, posted_at).await;
+        if let Err(error) = &result {
+            self.inner
+                .metrics
+                .sessions_failed
+                .with_label_values(&[error.metric_reason()])
+                .inc();
+        }
+        result
+    }
+
+    async fn try_play(
+        &self,
+        stream: StreamKey,
+        offer: String,
+        options: PlayOptions,
+        posted_at: Instant,
+    ) -> Result<Played, PlayError> {
+        // Refuse an unusable offer before making the client wait for output.
+        check_offer(&Offer::parse(&offer)?)?;
+        let seat = Seat::take(&self.inner, &stream)?;
+        let deadline = posted_at + self.inner.config.wait_timeout;
+
+        let pending = Pending::enter(&self.inner)?;
+        let waited = tokio::select! {
+            waited = self.wait_for_tracks(&stream, deadline) => waited,
+            _ = self.inner.shutdown.cancelled() => Err(PlayError::ShuttingDown),
+        };
+        drop(pending);
+        let (feed, tracks) = waited?;
+
+        let spec = SendSpec {
+            // One msid for both tracks, so players lip-sync them.
+            stream_id: format!("livegate-{stream}"),
+            tracks: tracks
+                .codecs()
+                .into_iter()
+                .filter(|c| matches!(c, Codec::H264 | Codec::Opus))
+                .collect(),
+            h264_profile_level_id: tracks.h264.as_ref().map(|sps| sps.profile_level_id()),
+        };
+        let accepted = self
+            .inner
+            .rtc
+            .accept(offer, SessionRole::Send(spec))
+            .await
+            .map_err(|e| match e {
+                AcceptError::Offer(e) => PlayError::Unusable(format!(
+                    "{e} (the stream's output carries {:?})",
+                    tracks.codecs()
+                )),
+                AcceptError::Negotiation(e) => PlayError::Unusable(e),
+                AcceptError::ShuttingDown => PlayError::ShuttingDown,
+            })?;
+
+        let id = ResourceId::random();
+        let entry = Arc::new(SessionEntry {
+            stream: stream.clone(),
+            handle: accepted.handle.clone(),
+            output: feed.output().clone(),
+            cancel: self.inner.shutdown.child_token(),
+        });
+        {
+            let mut table = self.inner.table.lock();
+            table.sessions.insert(id, entry.clone());
+        }
+        self.inner.metrics.sessions_active.inc();
+        self.inner.metrics.sessions_created.inc();
+
+        let task = SessionTask {
+            server: self.inner.clone(),
+            id,
+            entry,
+            events: accepted.events,
+            send_tracks: accepted.send_tracks,
+            feed,
+            posted_at,
+            server_metrics: options.server_metrics,
+            seat,
+        };
+        let span = tracing::info_span!("whep", stream = %stream, session = %id);
+        tokio::spawn(session::run(task).instrument(span));
+        tracing::info!(stream = %stream, session = %id, rtc = %accepted.handle.id(), "WHEP session created");
+        Ok(Played {
+            id,
+            answer: accepted.answer,
+            etag: accepted.etag,
+        })
+    }
+
+    async fn wait_for_tracks(
+        &self,
+        stream: &StreamKey,
+        deadline: Instant,
+    ) -> Result<(crate::ViewerFeed, crate::OutputTracks), PlayError> {
+        let (live, _) = self
+            .inner
+            .registry
+            .wait_for_output(stream, deadline)
+            .await
+            .map_err(|e| match e {
+                WaitError::TimedOut => PlayError::NotPublished(stream.clone()),
+                WaitError::StreamClosed => PlayError::StreamEnded(stream.clone()),
+            })?;
+        // The feed keeps the reader running while we wait for the PMT and SPS.
+        let feed = self.inner.outputs.get_or_start(&live);
+        let tracks = feed
+            .output()
+            .wait_for_tracks(deadline)
+            .await
+            .map_err(|e| match e {
+                TracksError::TimedOut => PlayError::NotPublished(stream.clone()),
+                TracksError::StreamClosed => PlayError::StreamEnded(stream.clone()),
+            })?;
+        Ok((feed, tracks))
+    }
+
+    /// Ends a session (HTTP DELETE). `false` when there is no such session of `stream`.
+    pub async fn stop(&self, stream: &StreamKey, id: ResourceId) -> bool {
+        let Some(entry) = self.session(stream, id) else {
+            return false;
+        };
+        entry.cancel.cancel();
+        // The task sees the cancel and closes the peer connection; closing here as well
+        // makes DELETE return only once the close_notify is on its way.
+        entry.handle.close().await;
+        true
+    }
+
+    /// Trickle ICE or ICE restart of a session (HTTP PATCH).
+    pub async fn patch(
+        &self,
+        stream: &StreamKey,
+        id: ResourceId,
+        if_match: Option<&str>,
+        sdpfrag: &str,
+    ) -> Result<PatchOutcome, PatchError> {
+        let entry = self.session(stream, id).ok_or(PatchError::SessionGone)?;
+        entry.handle.patch(if_match, sdpfrag).await
+    }
+
+    pub(crate) fn session(&self, stream: &StreamKey, id: ResourceId) -> Option<Arc<SessionEntry>> {
+        let table = self.inner.table.lock();
+        table
+            .sessions
+            .get(&id)
+            .filter(|entry| entry.stream == *stream)
+            .cloned()
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> usize {
+        self.inner.table.lock().sessions.len()
+    }
+
+    /// Requests waiting for output.
+    pub fn pending(&self) -> usize {
+        self.inner.table.lock().pending
+    }
+
+    /// Refuses new requests, ends the waiting ones with 503 and every session's task. The
+    /// WebRTC server's own shutdown sends the close_notify.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+impl Inner {
+    /// Called by a session's task as it ends.
+    pub(crate) fn remove(&self, id: ResourceId) {
+        let removed = self.table.lock().sessions.remove(&id);
+        if removed.is_some() {
+            self.metrics.sessions_active.dec();
+        }
+    }
+}
+
+/// The offer can receive H.264 or Opus at all; which of them the stream has is only known
+/// once it has output.
+fn check_offer(offer: &Offer) -> Result<(), PlayError> {
+    let usable = offer.media.iter().any(|m| {
+        matches!(m.kind, MediaKind::Audio | MediaKind::Video)
+            && m.codecs
+                .iter()
+                .any(|c| matches!(c.codec(), Some(Codec::H264 | Codec::Opus)))
+    });
+    if usable {
+        Ok(())
+    } else {
+        Err(
+            OfferError::NoUsableCodec("the offer has neither H.264 video nor Opus audio".into())
+                .into(),
+        )
+    }
+}
+
+/// A place among a stream's viewers, held from the POST until the session ends.
+pub(crate) struct Seat {
+    inner: Arc<Inner>,
+    stream: StreamKey,
+}
+
+impl Seat {
+    fn take(inner: &Arc<Inner>, stream: &StreamKey) -> Result<Seat, PlayError> {
+        let mut table = inner.table.lock();
+        let seats = table.seats.entry(stream.clone()).or_insert(0);
+        if let Some(limit) = inner.config.max_sessions_per_stream {
+            if *seats >= limit {
+                return Err(PlayError::TooManyViewers {
+                    stream: stream.clone(),
+                    limit,
+                });
+            }
+        }
+        *seats += 1;
+        inner.metrics.set_viewers(stream.as_str(), *seats);
+        Ok(Seat {
+            inner: inner.clone(),
+            stream: stream.clone(),
+        })
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut table = self.inner.table.lock();
+        let left = match table.seats.get_mut(&self.stream) {
+            Some(seats) => {
+                *seats -= 1;
+                *seats
+            }
+            None => 0,
+        };
+        if left == 0 {
+            table.seats.remove(&self.stream);
+        }
+        self.inner.metrics.set_viewers(self.stream.as_str(), left);
+    }
+}
+
+/// A request waiting for output, counted against [`WhepConfig::max_pending`].
+struct Pending {
+    inner: Arc<Inner>,
+}
+
+impl Pending {
+    fn enter(inner: &Arc<Inner>) -> Result<Pending, PlayError> {
+        if inner.shutdown.is_cancelled() {
+            return Err(PlayError::ShuttingDown);
+        }
+        let mut table = inner.table.lock();
+        if table.pending >= inner.config.max_pending {
+            return Err(PlayError::Overloaded);
+        }
+        table.pending += 1;
+        inner.metrics.pending_requests.inc();
+        Ok(Pending {
+            inner: inner.clone(),
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.inner.table.lock().pending -= 1;
+        self.inner.metrics.pending_requests.dec();
+    }
+}
