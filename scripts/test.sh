@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Packages the tests drive for real: ffmpeg/ffprobe judge the muxer's output.
+# Packages the tests drive for real: ffmpeg/ffprobe judge the muxer's output; Chromium is the
+# WHEP player of the browser test (node and npm come with the machine).
 need_pkgs=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_pkgs+=(ffmpeg)
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
   echo "scripts/test.sh: installing ${need_pkgs[*]}"
@@ -18,3 +20,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+scripts/browser-test.sh 3

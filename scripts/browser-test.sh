@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Headless Chromium (Debian's) plays livegate's test stream over WHEP: it must decode video
+# frames and receive audio samples, and DELETE must end each session. Prints the time from the
+# WHEP POST to the first decoded frame for every run and their median.
+#
+#   scripts/browser-test.sh [runs]        (default 3; BENCHMARKS.md uses 10 with --release)
+#   PROFILE=release scripts/browser-test.sh 10
+#
+# Needs chromium and node (scripts/test.sh installs chromium). Binds 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+profile=${PROFILE:-dev}
+target_dir=${CARGO_TARGET_DIR:-target}
+out="$target_dir/browser"
+mkdir -p "$out"
+
+if [[ $profile == release ]]; then
+  cargo build --locked --release -p livegate
+  bin="$target_dir/release/livegate"
+else
+  cargo build --locked -p livegate
+  bin="$target_dir/debug/livegate"
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+log="$out/gateway.log"
+LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
+  LIVE_AI_TEST_STREAM="test=$PWD/tests/fixtures/h264-baseline-opus.ts" \
+  "$bin" >"$log" 2>&1 &
+gateway=$!
+trap 'kill $gateway 2>/dev/null || true' EXIT
+
+# The gateway logs its bound address once it accepts requests.
+addr=
+for _ in $(seq 100); do
+  addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
+  [[ -n $addr ]] && break
+  kill -0 $gateway 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+[[ -n $addr ]] || { echo "gateway did not start"; cat "$log"; exit 1; }
+
+status=0
+node tests/browser/whep-play.mjs --gateway "http://$addr" --stream test --runs "$runs" \
+  --audio --screenshot "$out/whep-play.png" || status=$?
+if ((status)); then
+  echo "browser test failed; gateway log:"
+  tail -50 "$log"
+fi
+exit $status

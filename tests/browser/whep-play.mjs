@@ -1,0 +1,151 @@
+// Plays a livegate stream over WHEP in Debian's headless Chromium and reports what the
+// browser decoded, with the time from the WHEP POST to the first decoded frame.
+//
+//   node whep-play.mjs --gateway http://127.0.0.1:8935 --stream test [--runs 10]
+//                      [--min-frames 30] [--audio] [--screenshot out.png]
+//
+// Prints one JSON object per run and a summary line with the median time to first frame;
+// exits non-zero if any run decodes fewer than --min-frames video frames (or, with --audio,
+// receives no audio samples), so the caller can use it as a test.
+//
+// The page is the gateway's own origin (`/healthz`), so no CORS is involved; the WHEP client
+// is written out here (POST the offer, apply the answer, DELETE at the end) rather than taken
+// from a library, because what it exercises is exactly the protocol.
+
+import { chromium } from 'playwright-core';
+
+function parseArgs(argv) {
+  const args = { runs: 1, minFrames: 30, audio: false, screenshot: null, timeoutMs: 20000 };
+  for (let i = 2; i < argv.length; i++) {
+    const next = () => argv[++i];
+    switch (argv[i]) {
+      case '--gateway': args.gateway = next(); break;
+      case '--stream': args.stream = next(); break;
+      case '--runs': args.runs = Number(next()); break;
+      case '--min-frames': args.minFrames = Number(next()); break;
+      case '--audio': args.audio = true; break;
+      case '--screenshot': args.screenshot = next(); break;
+      case '--timeout-ms': args.timeoutMs = Number(next()); break;
+      default: throw new Error(`unknown argument ${argv[i]}`);
+    }
+  }
+  if (!args.gateway || !args.stream) throw new Error('--gateway and --stream are required');
+  const host = new URL(args.gateway).hostname;
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(host)) {
+    throw new Error(`refusing to test a non-loopback gateway (${host})`);
+  }
+  return args;
+}
+
+// Runs inside the page: one WHEP session, until `minFrames` frames were decoded.
+async function playOnce({ stream, minFrames, audio, timeoutMs }) {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  const video = document.createElement('video');
+  video.muted = true;
+  video.autoplay = true;
+  video.playsInline = true;
+  document.body.appendChild(video);
+  const media = new MediaStream();
+  pc.ontrack = (e) => {
+    media.addTrack(e.track);
+    video.srcObject = media;
+  };
+
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  // Non-trickle: wait for our host candidates (mDNS is disabled by the launch flags).
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    });
+    setTimeout(resolve, 2000);
+  });
+
+  const postedAt = performance.now();
+  const response = await fetch(`/live/${stream}/whep`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  const answer = await response.text();
+  if (response.status !== 201) {
+    pc.close();
+    return { error: `POST answered ${response.status}: ${answer.trim()}` };
+  }
+  const location = response.headers.get('Location');
+  const answeredMs = performance.now() - postedAt;
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+
+  const firstFrameMs = await new Promise((resolve) => {
+    video.requestVideoFrameCallback(() => resolve(performance.now() - postedAt));
+    setTimeout(() => resolve(null), timeoutMs);
+  });
+
+  const deadline = performance.now() + timeoutMs;
+  let stats = {};
+  for (;;) {
+    stats = {};
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp') stats[s.kind] = s;
+    });
+    const framesDecoded = stats.video?.framesDecoded ?? 0;
+    const samples = stats.audio?.totalSamplesReceived ?? 0;
+    if ((framesDecoded >= minFrames && (!audio || samples > 0)) || performance.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const deleted = await fetch(location, { method: 'DELETE' });
+  pc.close();
+  return {
+    answeredMs: Math.round(answeredMs),
+    firstFrameMs: firstFrameMs === null ? null : Math.round(firstFrameMs),
+    framesDecoded: stats.video?.framesDecoded ?? 0,
+    width: stats.video?.frameWidth ?? 0,
+    height: stats.video?.frameHeight ?? 0,
+    audioSamples: stats.audio?.totalSamplesReceived ?? 0,
+    deleteStatus: deleted.status,
+  };
+}
+
+async function main() {
+  const args = parseArgs(process.argv);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+  let failed = false;
+  const firstFrames = [];
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${args.gateway}/healthz`);
+    for (let run = 0; run < args.runs; run++) {
+      const result = await page.evaluate(playOnce, args);
+      console.log(JSON.stringify({ run, ...result }));
+      const ok = !result.error && result.framesDecoded >= args.minFrames &&
+        (!args.audio || result.audioSamples > 0) && result.deleteStatus === 200;
+      if (!ok) failed = true;
+      if (result.firstFrameMs !== null && result.firstFrameMs !== undefined) firstFrames.push(result.firstFrameMs);
+    }
+    if (args.screenshot) await page.screenshot({ path: args.screenshot });
+  } finally {
+    // playwright launched it with a fresh temporary profile, removed on close.
+    await browser.close();
+  }
+  firstFrames.sort((a, b) => a - b);
+  const median = firstFrames.length ? firstFrames[Math.floor((firstFrames.length - 1) / 2)] : null;
+  console.log(JSON.stringify({ summary: true, runs: args.runs, firstFrameMs: firstFrames, medianFirstFrameMs: median, failed }));
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(2);
+});
