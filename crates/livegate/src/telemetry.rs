@@ -9,7 +9,14 @@ use crate::config::LogFormat;
 /// The webrtc-rs crates log every signalling and ICE state change at `info`: several lines
 /// per viewer that drown the gateway's own. They start at `warn` unless the filter names
 /// them.
-const QUIET_WEBRTC: [&str; 6] = ["rtc", "rtc_ice", "rtc_dtls", "rtc_sctp", "rtc_srtp", "rtc_interceptor"];
+const QUIET_WEBRTC: [&str; 6] = [
+    "rtc",
+    "rtc_ice",
+    "rtc_dtls",
+    "rtc_sctp",
+    "rtc_srtp",
+    "rtc_interceptor",
+];
 
 /// Installs the global subscriber. Fails if `filter` is not valid EnvFilter syntax.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -48,7 +55,10 @@ mod tests {
             with_quiet_webrtc("info"),
             "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn,rtc_srtp=warn,rtc_interceptor=warn"
         );
-        assert_eq!(with_quiet_webrtc("info,rtc_ice=debug"), "info,rtc_ice=debug");
+        assert_eq!(
+            with_quiet_webrtc("info,rtc_ice=debug"),
+            "info,rtc_ice=debug"
+        );
         assert!(EnvFilter::try_new(with_quiet_webrtc("debug")).is_ok());
     }
 }
