@@ -24,6 +24,10 @@ pub struct RtcConfig {
     /// Capacity of each session's event queue; events beyond it are dropped and counted so a
     /// slow owner never stalls the event loop.
     pub event_queue: usize,
+    /// Also accept ICE over TCP (RFC 6544, passive only) on a TCP listener bound to the same
+    /// IP and port number as the UDP socket, and advertise a `tcptype passive` candidate next
+    /// to each UDP one. For viewers behind firewalls that block UDP. Default: off.
+    pub ice_tcp: bool,
 }
 
 impl RtcConfig {
@@ -37,6 +41,7 @@ impl RtcConfig {
             keepalive_interval: Duration::from_secs(2),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             event_queue: 1024,
+            ice_tcp: false,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The WebRTC transport of livegate: every peer connection of a server role (WHIP ingest or
 //! WHEP playback) on one UDP port, on the webrtc-rs sans-I/O core (`rtc`).
 //!
-//! An [`RtcServer`] owns one UDP socket, a dispatcher task that reads it, and N shard event
-//! loops (one per core by default) among which the peer connections are spread. The HTTP
+//! An [`RtcServer`] owns one UDP socket, a dispatcher task that reads it, optionally a TCP
+//! listener on the same port number for ICE over TCP ([`RtcConfig::ice_tcp`]), and N shard
+//! event loops (one per core by default) among which the peer connections are spread. The HTTP
 //! layers hand it SDP offers with [`RtcServer::accept`] and get back a complete answer at once
 //! (our host candidate is known up front, so there is no gathering to wait for), a
 //! [`SessionHandle`] to send media or close, and a queue of [`SessionEvent`]s.
@@ -15,19 +16,23 @@
 //! | input | what the loop does |
 //! |---|---|
 //! | a datagram | routed by the dispatcher (STUN request → session by the local ufrag in USERNAME; anything else → session by remote address; unknown → dropped and counted), then `handle_read` |
+//! | an ICE-TCP frame | de-framed (RFC 4571) by its connection's task and routed the same way, by (remote address, TCP); then `handle_read` with `TransportProtocol::TCP`. A connection whose first packet is not a STUN check for one of our sessions, that sends a frame over 2 KiB, or that no session answers within 10 s is closed and counted |
 //! | a session's deadline | `handle_timeout` |
 //! | a [`SessionHandle`] command | media to send, keyframe request, stats, close |
 //!
-//! and after each, drains that session's `poll_write` (to the socket), `poll_event` (state
-//! changes, tracks, data channels) and `poll_read` (media and RTCP for the owner). A session
-//! whose connection fails or closes is removed from every table and its owner told once,
-//! through [`SessionHandle::state`].
+//! and after each, drains that session's `poll_write` (to the socket, or with 2-byte framing
+//! to the TCP connection of that remote address, whose bounded queue drops when full),
+//! `poll_event` (state changes, tracks, data channels) and `poll_read` (media and RTCP for
+//! the owner). A session whose connection fails or closes is removed from every table (its
+//! TCP connections closed) and its owner told once, through [`SessionHandle::state`].
 //!
 //! Who may block: nobody. The loop never waits for an owner: a full event queue drops the
 //! event and counts it; an owner that stops reading only loses its own events.
 
 mod bitrate;
+mod candidates;
 mod config;
+mod ice_tcp;
 mod interceptor;
 mod offer;
 mod peer;

@@ -1,11 +1,12 @@
-//! [`RtcServer`]: one UDP socket, a dispatcher task that routes its datagrams, and N shard
-//! event loops that own the peer connections.
+//! [`RtcServer`]: one UDP socket (and, with ICE-TCP, a TCP listener on the same port), a
+//! dispatcher task that routes its datagrams, and N shard event loops that own the peer
+//! connections.
 //!
 //! The per-packet work (DTLS, SRTP, RTCP) happens in the shards, which run in parallel on a
 //! multi-threaded runtime; the dispatcher only reads datagrams and looks up their session,
 //! and shards send on the shared socket directly.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -14,9 +15,11 @@ use parking_lot::RwLock;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::candidates::HostCandidates;
 use crate::config::RtcConfig;
+use crate::ice_tcp::{self, TcpContext, TcpLinks};
 use crate::offer::Offer;
-use crate::router::Router;
+use crate::router::{PeerAddr, Router};
 use crate::shard::Shard;
 use crate::stun;
 use crate::{
@@ -25,7 +28,7 @@ use crate::{
 };
 
 /// Largest datagram we read; anything longer is truncated and will fail to parse.
-const MAX_DATAGRAM: usize = 2_048;
+pub(crate) const MAX_DATAGRAM: usize = 2_048;
 /// Depth of each shard's command queue (datagrams and handle commands).
 const COMMAND_QUEUE: usize = 16 * 1024;
 
@@ -40,6 +43,11 @@ pub(crate) struct Counters {
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
+    pub(crate) tcp_connections: AtomicU64,
+    pub(crate) tcp_connections_open: AtomicU64,
+    pub(crate) tcp_connections_rejected: AtomicU64,
+    pub(crate) tcp_connections_timed_out: AtomicU64,
+    pub(crate) tcp_packets_dropped: AtomicU64,
 }
 
 /// A snapshot of a server's counters.
@@ -47,22 +55,37 @@ pub(crate) struct Counters {
 pub struct ServerStats {
     pub sessions_active: u64,
     pub sessions_created: u64,
+    /// Packets received: UDP datagrams and ICE-TCP frames.
     pub datagrams_in: u64,
+    /// Packets sent: UDP datagrams and ICE-TCP frames.
     pub datagrams_out: u64,
-    /// Datagrams that matched no session (stray, late or hostile traffic).
+    /// Packets that matched no session (stray, late or hostile traffic).
     pub datagrams_unroutable: u64,
     /// Datagrams dropped because their shard's queue was full.
     pub datagrams_dropped: u64,
     pub events_dropped: u64,
     /// Frames refused because the event loop's queue was full.
     pub frames_dropped: u64,
+    /// ICE-TCP connections accepted.
+    pub tcp_connections: u64,
+    /// ICE-TCP connections open now.
+    pub tcp_connections_open: u64,
+    /// ICE-TCP connections closed for garbage: an oversized frame, or a packet other than a
+    /// STUN check for one of our sessions before any was.
+    pub tcp_connections_rejected: u64,
+    /// ICE-TCP connections closed because no session answered them within 10 s.
+    pub tcp_connections_timed_out: u64,
+    /// Packets for an ICE-TCP peer dropped: its connection was gone or its queue full.
+    pub tcp_packets_dropped: u64,
 }
 
 pub(crate) enum Command {
-    /// A datagram the dispatcher routed to this shard's session.
+    /// A datagram (or ICE-TCP frame) routed to this shard's session.
     Datagram {
         session: SessionId,
-        peer: SocketAddr,
+        peer: PeerAddr,
+        /// The local candidate address it arrived on.
+        local: SocketAddr,
         data: BytesMut,
     },
     Accept {
@@ -112,12 +135,19 @@ pub struct RtcServer {
 }
 
 impl RtcServer {
-    /// Binds the UDP port and starts the dispatcher and `config.shards` event loops on the
-    /// current tokio runtime.
+    /// Binds the UDP port (and with [`RtcConfig::ice_tcp`] the TCP port of the same number)
+    /// and starts the dispatcher and `config.shards` event loops on the current tokio runtime.
     pub async fn bind(config: RtcConfig) -> std::io::Result<RtcServer> {
         let socket = Arc::new(bind_udp(config.bind)?);
         let local_addr = socket.local_addr()?;
-        let advertised = advertised_addrs(&config, local_addr);
+        // Port 0 picked the UDP port; TCP takes the same number, so one firewall rule and one
+        // advertised port serve both.
+        let listener = config
+            .ice_tcp
+            .then(|| ice_tcp::bind(local_addr))
+            .transpose()?;
+        let candidates = Arc::new(HostCandidates::new(&config, local_addr));
+        let links = Arc::new(TcpLinks::default());
         let counters = Arc::new(Counters::default());
         let router = Arc::new(RwLock::new(Router::default()));
         let shard_count = config.shards.max(1);
@@ -128,7 +158,8 @@ impl RtcServer {
                 index as u64,
                 shard_count as u64,
                 socket.clone(),
-                advertised.clone(),
+                links.clone(),
+                candidates.clone(),
                 config.clone(),
                 receiver,
                 commands.downgrade(),
@@ -139,8 +170,20 @@ impl RtcServer {
             shards.push(commands);
         }
         let (stop_dispatcher, stop) = watch::channel(false);
-        let weak: Vec<_> = shards.iter().map(mpsc::Sender::downgrade).collect();
-        tokio::spawn(dispatch(socket, router, weak, counters.clone(), stop));
+        let routes = Arc::new(Routes {
+            router,
+            shards: shards.iter().map(mpsc::Sender::downgrade).collect(),
+            counters: counters.clone(),
+        });
+        if let Some(listener) = listener {
+            let context = Arc::new(TcpContext {
+                routes: routes.clone(),
+                links,
+                candidates: candidates.clone(),
+            });
+            tokio::spawn(ice_tcp::listen(listener, context, stop.clone()));
+        }
+        tokio::spawn(dispatch(socket, routes, candidates, stop));
         Ok(RtcServer {
             shards: shards.into(),
             next_shard: Arc::new(AtomicUsize::new(0)),
@@ -181,6 +224,11 @@ impl RtcServer {
             datagrams_dropped: c.datagrams_dropped.load(Ordering::Relaxed),
             events_dropped: c.events_dropped.load(Ordering::Relaxed),
             frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+            tcp_connections: c.tcp_connections.load(Ordering::Relaxed),
+            tcp_connections_open: c.tcp_connections_open.load(Ordering::Relaxed),
+            tcp_connections_rejected: c.tcp_connections_rejected.load(Ordering::Relaxed),
+            tcp_connections_timed_out: c.tcp_connections_timed_out.load(Ordering::Relaxed),
+            tcp_packets_dropped: c.tcp_packets_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -196,16 +244,59 @@ impl RtcServer {
     }
 }
 
-/// Reads the shared socket and hands each datagram to the shard of its session: STUN
-/// requests by the ufrag in their USERNAME, everything else by remote address.
+/// Which session a packet belongs to, and handing it to that session's shard; shared by
+/// the UDP dispatcher and the ICE-TCP connections.
+pub(crate) struct Routes {
+    pub(crate) router: Arc<RwLock<Router>>,
+    pub(crate) shards: Vec<mpsc::WeakSender<Command>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Routes {
+    /// STUN requests by the ufrag in their USERNAME, everything else by remote address.
+    pub(crate) fn session_of(&self, packet: &[u8], peer: PeerAddr) -> Option<SessionId> {
+        match stun::local_ufrag_of_request(packet) {
+            Some(ufrag) => self.router.read().by_ufrag(&ufrag),
+            None => self.router.read().by_addr(&peer),
+        }
+    }
+
+    /// Queues the packet on the session's shard, dropping it (counted) when the shard is
+    /// saturated. False when the shard is gone: the server is shutting down.
+    pub(crate) fn deliver(
+        &self,
+        session: SessionId,
+        peer: PeerAddr,
+        local: SocketAddr,
+        data: BytesMut,
+    ) -> bool {
+        let Some(shard) = self.shards[session.shard(self.shards.len())].upgrade() else {
+            return false;
+        };
+        let command = Command::Datagram {
+            session,
+            peer,
+            local,
+            data,
+        };
+        if shard.try_send(command).is_err() {
+            self.counters
+                .datagrams_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+/// Reads the shared socket and hands each datagram to the shard of its session.
 async fn dispatch(
     socket: Arc<UdpSocket>,
-    router: Arc<RwLock<Router>>,
-    shards: Vec<mpsc::WeakSender<Command>>,
-    counters: Arc<Counters>,
+    routes: Arc<Routes>,
+    candidates: Arc<HostCandidates>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let local = candidates.local_addr(None);
     loop {
         let (len, peer) = tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
@@ -219,29 +310,18 @@ async fn dispatch(
             },
             _ = stop.wait_for(|stop| *stop) => return,
         };
-        counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        routes.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
         let datagram = &buf[..len];
-        let session = match stun::local_ufrag_of_request(datagram) {
-            Some(ufrag) => router.read().by_ufrag(&ufrag),
-            None => router.read().by_addr(&peer),
-        };
-        let Some(session) = session else {
-            counters
+        let peer = PeerAddr::udp(peer);
+        let Some(session) = routes.session_of(datagram, peer) else {
+            routes
+                .counters
                 .datagrams_unroutable
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let Some(shard) = shards[session.shard(shards.len())].upgrade() else {
-            // The shard is gone: the server is shutting down.
+        if !routes.deliver(session, peer, local, BytesMut::from(datagram)) {
             return;
-        };
-        let command = Command::Datagram {
-            session,
-            peer,
-            data: BytesMut::from(datagram),
-        };
-        if shard.try_send(command).is_err() {
-            counters.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -277,24 +357,6 @@ pub(crate) fn ice_ufrag(sdp: &str) -> Option<String> {
     sdp.lines()
         .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
         .map(|u| u.trim().to_owned())
-}
-
-/// Where peers reach us: the NAT addresses if configured, else the bound address, with
-/// loopback standing in for an unspecified bind.
-fn advertised_addrs(config: &RtcConfig, local: SocketAddr) -> Vec<SocketAddr> {
-    if !config.advertised_ips.is_empty() {
-        return config
-            .advertised_ips
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, local.port()))
-            .collect();
-    }
-    let ip = if local.ip().is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        local.ip()
-    };
-    vec![SocketAddr::new(ip, local.port())]
 }
 
 /// The owner's side of one session. Cheap to clone.

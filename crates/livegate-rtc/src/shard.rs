@@ -27,10 +27,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::bitrate::BitrateMeter;
+use crate::candidates::HostCandidates;
 use crate::config::RtcConfig;
+use crate::ice_tcp::TcpLinks;
 use crate::offer::Offer;
 use crate::peer::{self, OutTrack};
-use crate::router::Router;
+use crate::router::{PeerAddr, Router};
 use crate::sdpfrag::{self, SdpFrag};
 use crate::server::{ice_ufrag, new_etag, Command, Counters, SessionHandle};
 use crate::{
@@ -72,11 +74,12 @@ impl Session {
 pub(crate) struct Shard {
     /// Shared with the dispatcher and the other shards; shards only send on it.
     socket: Arc<UdpSocket>,
+    /// The server's ICE-TCP connections, which shards write to like the socket.
+    links: Arc<TcpLinks>,
     index: u64,
     count: u64,
-    /// Local address handed to `rtc` with every datagram: it must be one of our candidates.
-    candidate_addr: SocketAddr,
-    advertised: Vec<SocketAddr>,
+    /// The candidate lines every answer carries.
+    candidate_inits: Vec<RTCIceCandidateInit>,
     config: RtcConfig,
     commands: mpsc::Receiver<Command>,
     /// For handles created by the loop itself; weak so the loop ends when the last
@@ -89,7 +92,8 @@ pub(crate) struct Shard {
     /// Sessions by next deadline.
     timers: BTreeSet<(Instant, SessionId)>,
     next_id: u64,
-    outbox: VecDeque<(SocketAddr, BytesMut)>,
+    /// Packets to send: to whom, from which local candidate.
+    outbox: VecDeque<(PeerAddr, SocketAddr, BytesMut)>,
     counters: Arc<Counters>,
 }
 
@@ -99,19 +103,25 @@ impl Shard {
         index: u64,
         count: u64,
         socket: Arc<UdpSocket>,
-        advertised: Vec<SocketAddr>,
+        links: Arc<TcpLinks>,
+        candidates: Arc<HostCandidates>,
         config: RtcConfig,
         commands: mpsc::Receiver<Command>,
         command_sender: mpsc::WeakSender<Command>,
         router: Arc<RwLock<Router>>,
         counters: Arc<Counters>,
     ) -> Shard {
+        // Built once: the candidates never change while the server runs. A candidate that
+        // cannot be written is a bug, not a condition to serve around.
+        let candidate_inits = candidates
+            .inits()
+            .expect("host candidates of literal IPs are well formed");
         Shard {
             socket,
+            links,
             index,
             count,
-            candidate_addr: advertised[0],
-            advertised,
+            candidate_inits,
             config,
             commands,
             command_sender,
@@ -153,17 +163,32 @@ impl Shard {
     }
 
     async fn flush_outbox(&mut self) {
-        while let Some((peer, datagram)) = self.outbox.pop_front() {
-            match self.socket.send_to(&datagram, peer).await {
+        while let Some((peer, _local, datagram)) = self.outbox.pop_front() {
+            if peer.protocol == TransportProtocol::TCP {
+                let counter = if self.links.send(peer.addr, datagram) {
+                    &self.counters.datagrams_out
+                } else {
+                    &self.counters.tcp_packets_dropped
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match self.socket.send_to(&datagram, peer.addr).await {
                 Ok(_) => {
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(%peer, error = %e, "UDP send failed"),
+                Err(e) => tracing::debug!(peer = %peer.addr, error = %e, "UDP send failed"),
             }
         }
     }
 
-    fn handle_datagram(&mut self, id: SessionId, datagram: BytesMut, peer: SocketAddr) {
+    fn handle_datagram(
+        &mut self,
+        id: SessionId,
+        datagram: BytesMut,
+        peer: PeerAddr,
+        local: SocketAddr,
+    ) {
         if !self.sessions.contains_key(&id) {
             // Routed just before the session ended.
             self.counters
@@ -176,10 +201,10 @@ impl Shard {
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: self.candidate_addr,
-                peer_addr: peer,
+                local_addr: local,
+                peer_addr: peer.addr,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: peer.protocol,
             },
             message: datagram,
         };
@@ -191,7 +216,7 @@ impl Shard {
         self.pump(id);
     }
 
-    fn bind_addr(&self, peer: SocketAddr, id: SessionId) {
+    fn bind_addr(&self, peer: PeerAddr, id: SessionId) {
         bind_addr(&self.router, peer, id);
     }
 
@@ -216,8 +241,9 @@ impl Shard {
             Command::Datagram {
                 session,
                 peer,
+                local,
                 data,
-            } => self.handle_datagram(session, data, peer),
+            } => self.handle_datagram(session, data, peer, local),
             Command::Accept { offer, role, reply } => {
                 let result = self.accept(&offer, role);
                 let _ = reply.send(result);
@@ -277,7 +303,7 @@ impl Shard {
         let offer = Offer::parse(offer_sdp)?;
         let answerer = peer::answer(
             &self.config,
-            &self.advertised,
+            &self.candidate_inits,
             offer_sdp,
             &offer,
             &role,
@@ -482,9 +508,10 @@ impl Shard {
             return;
         };
         while let Some(out) = session.pc.poll_write() {
-            bind_addr(&self.router, out.transport.peer_addr, id);
+            let peer = peer_of(&out.transport);
+            bind_addr(&self.router, peer, id);
             self.outbox
-                .push_back((out.transport.peer_addr, out.message));
+                .push_back((peer, out.transport.local_addr, out.message));
         }
         while let Some(event) = session.pc.poll_event() {
             handle_event(id, session, event, &counters);
@@ -494,8 +521,11 @@ impl Shard {
         }
         // Events may have queued more output (DTLS alerts on close, SCTP acks).
         while let Some(out) = session.pc.poll_write() {
-            self.outbox
-                .push_back((out.transport.peer_addr, out.message));
+            self.outbox.push_back((
+                peer_of(&out.transport),
+                out.transport.local_addr,
+                out.message,
+            ));
         }
         if let Some(reason) = session.closing {
             self.remove(id, reason);
@@ -520,7 +550,11 @@ impl Shard {
         if let Some(at) = session.deadline {
             self.timers.remove(&(at, id));
         }
-        self.router.write().remove(id);
+        for peer in self.router.write().remove(id) {
+            if peer.protocol == TransportProtocol::TCP {
+                self.links.close(peer.addr);
+            }
+        }
         self.counters
             .sessions_active
             .fetch_sub(1, Ordering::Relaxed);
@@ -540,8 +574,15 @@ impl Shard {
     }
 }
 
+fn peer_of(transport: &TransportContext) -> PeerAddr {
+    PeerAddr {
+        addr: transport.peer_addr,
+        protocol: transport.transport_protocol,
+    }
+}
+
 /// Routes `peer` to `id`; the write lock is taken only when that changes anything.
-fn bind_addr(router: &RwLock<Router>, peer: SocketAddr, id: SessionId) {
+fn bind_addr(router: &RwLock<Router>, peer: PeerAddr, id: SessionId) {
     if router.read().by_addr(&peer) != Some(id) {
         router.write().add_addr(peer, id);
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rtc::ice::network_type::NetworkType;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -19,12 +20,20 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::Track;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How a test peer reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Udp,
+    /// ICE over TCP only (RFC 6544): the peer dials our passive TCP candidate.
+    Tcp,
+}
 
 pub fn h264() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
@@ -113,7 +122,12 @@ pub struct TestPeer {
 impl TestPeer {
     /// A viewer offering to receive H.264 and Opus.
     pub async fn viewer() -> anyhow::Result<TestPeer> {
-        let peer = Self::new().await?;
+        Self::viewer_on(Network::Udp).await
+    }
+
+    /// A viewer that reaches the server over `network` only.
+    pub async fn viewer_on(network: Network) -> anyhow::Result<TestPeer> {
+        let peer = Self::new(network).await?;
         for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
             peer.pc
                 .add_transceiver_from_kind(
@@ -130,7 +144,7 @@ impl TestPeer {
 
     /// A publisher offering to send H.264.
     pub async fn publisher() -> anyhow::Result<TestPeer> {
-        let mut peer = Self::new().await?;
+        let mut peer = Self::new(Network::Udp).await?;
         let track = Arc::new(TrackLocalStaticSample::new(
             Instant::now(),
             MediaStreamTrack::new(
@@ -161,7 +175,7 @@ impl TestPeer {
         Ok(peer)
     }
 
-    async fn new() -> anyhow::Result<TestPeer> {
+    async fn new(network: Network) -> anyhow::Result<TestPeer> {
         let mut media_engine = webrtc::peer_connection::MediaEngine::default();
         media_engine.register_codec(h264(), RtpCodecKind::Video)?;
         media_engine.register_codec(opus(), RtpCodecKind::Audio)?;
@@ -172,19 +186,28 @@ impl TestPeer {
         let (gathered_tx, gathered) = mpsc::channel(1);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let observed = Arc::new(Observed::default());
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(media_engine)
-                .with_interceptor_registry(registry)
-                .with_handler(Arc::new(Handler {
-                    gathered: gathered_tx,
-                    state: state_tx,
-                    observed: observed.clone(),
-                }))
-                .with_udp_addrs(vec!["127.0.0.1:0"])
-                .build()
-                .await?,
-        );
+        let builder = PeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler {
+                gathered: gathered_tx,
+                state: state_tx,
+                observed: observed.clone(),
+            }));
+        let builder = match network {
+            Network::Udp => builder.with_udp_addrs(vec!["127.0.0.1:0"]),
+            // No UDP socket at all, and the ICE agent told to ignore UDP candidates, as a
+            // browser behind a firewall that blocks UDP ends up.
+            Network::Tcp => builder
+                .with_udp_addrs(Vec::<&str>::new())
+                .with_tcp_addrs(vec!["127.0.0.1:0"])
+                .with_setting_engine(
+                    SettingEngineBuilder::new()
+                        .with_network_types(vec![NetworkType::Tcp4])
+                        .build(),
+                ),
+        };
+        let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await?);
         Ok(TestPeer {
             pc,
             observed,
@@ -215,6 +238,34 @@ impl TestPeer {
         self.pc
             .set_remote_description(RTCSessionDescription::answer(answer)?)
             .await?;
+        Ok(())
+    }
+
+    /// Hands the answer's passive TCP candidates to the ICE agent as trickled ones. webrtc
+    /// 0.21 dials a passive TCP candidate only when it arrives through `add_ice_candidate`
+    /// (`PeerConnection::add_ice_candidate` sends `RemoteIceTcpPassiveCandidate`), never
+    /// from a remote description, where browsers do.
+    pub async fn dial_tcp_candidates(&self, answer: &str) -> anyhow::Result<()> {
+        for line in answer.lines() {
+            let Some(candidate) = line.strip_prefix("a=") else {
+                continue;
+            };
+            // Component 1 only: with rtcp-mux there is no other, though rtc lists both.
+            let component = candidate.split_whitespace().nth(1);
+            if candidate.starts_with("candidate:")
+                && component == Some("1")
+                && candidate.contains("tcptype passive")
+            {
+                self.pc
+                    .add_ice_candidate(RTCIceCandidateInit {
+                        candidate: candidate.to_owned(),
+                        sdp_mid: Some("0".to_owned()),
+                        sdp_mline_index: Some(0),
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+        }
         Ok(())
     }
 
