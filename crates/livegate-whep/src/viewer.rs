@@ -23,6 +23,10 @@ use crate::gop::pts_before;
 /// 20 ms Opus.
 const DEFAULT_VIDEO_INTERVAL: Ticks90k = Ticks90k(3_000);
 const DEFAULT_AUDIO_INTERVAL: Ticks90k = Ticks90k(1_800);
+/// Opus packets (3 s of 20 ms packets) after a start or source change without a video
+/// keyframe, after which the timeline anchors on audio: a worker whose output has no video
+/// must not leave the viewer silent too.
+const AUDIO_FALLBACK_PACKETS: u32 = 150;
 /// Longest frame interval believed; a longer step is a pause in the source, not a rate.
 const MAX_FRAME_INTERVAL: Ticks90k = Ticks90k(90_000);
 
@@ -46,6 +50,9 @@ pub struct ViewerClockStats {
 /// - **Start:** the timeline anchors on the first keyframe of the *anchoring track*: H.264
 ///   when the viewer receives video, else Opus. Earlier frames are dropped, as are later
 ///   ones timed before it (audio muxed behind the picture).
+/// - **No video:** when 150 Opus packets (3 s) came without a video
+///   keyframe (a worker whose output has no video), the timeline anchors on audio instead,
+///   so the viewer at least hears the stream; video joins at its next keyframe.
 /// - **Source change:** a frame of a new [`MediaFrame::source_generation`] makes the
 ///   timeline forget the old source's clock and wait for the new source's first keyframe;
 ///   that keyframe lands after the latest timestamp sent on any track by the wall-clock time
@@ -93,6 +100,8 @@ pub struct ViewerClock {
     /// Last PTS of the anchoring track in the current source, and its frame interval.
     last_anchor_pts: Option<livegate_media::Pts90k>,
     anchor_interval: Ticks90k,
+    /// Audio packets seen while waiting for the anchoring video keyframe.
+    audio_waiting: u32,
     stats: ViewerClockStats,
 }
 
@@ -123,6 +132,7 @@ impl ViewerClock {
             last_sent_at: None,
             last_anchor_pts: None,
             anchor_interval: default_interval(anchor_codec),
+            audio_waiting: 0,
             stats: ViewerClockStats::default(),
         }
     }
@@ -142,12 +152,19 @@ impl ViewerClock {
             }
             self.generation = Some(frame.source_generation);
             self.last_anchor_pts = None;
+            self.audio_waiting = 0;
         }
         if !self.timeline.is_anchored() {
-            if frame.codec != self.anchor_codec || !frame.keyframe {
+            let audio_fallback =
+                frame.codec == Codec::Opus && self.audio_waiting >= AUDIO_FALLBACK_PACKETS;
+            if !frame.keyframe || (frame.codec != self.anchor_codec && !audio_fallback) {
+                if frame.codec == Codec::Opus {
+                    self.audio_waiting += 1;
+                }
                 self.stats.frames_before_anchor += 1;
                 return None;
             }
+            self.audio_waiting = 0;
             let freeze = self
                 .last_sent_at
                 .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
@@ -264,6 +281,37 @@ mod tests {
         assert_eq!((track, audio.timestamp), (1, 2_960));
         assert_eq!(clock.stats().frames_before_anchor, 3);
         assert_eq!(clock.stats().frames_mapped, 2);
+    }
+
+    #[test]
+    fn an_output_without_video_anchors_on_audio_after_a_while() {
+        let mut clock = clock(1_000, 2_000);
+        let now = Instant::now();
+        let mut pts = 90_000;
+        for _ in 0..AUDIO_FALLBACK_PACKETS {
+            assert!(clock.map(&frame(Codec::Opus, pts, true, 1), now).is_none());
+            pts += 1_800;
+        }
+        let (track, audio) = clock.map(&frame(Codec::Opus, pts, true, 1), now).unwrap();
+        assert_eq!((track, audio.timestamp), (1, 2_000));
+        // Video that turns up later joins the same timeline, in sync.
+        let (track, video) = clock
+            .map(&frame(Codec::H264, pts + 3_000, true, 1), now)
+            .unwrap();
+        assert_eq!((track, video.timestamp), (0, 1_000 + 3_000));
+        // And a restart whose output has no video falls back again instead of going silent.
+        let later = now + Duration::from_secs(1);
+        for i in 0..AUDIO_FALLBACK_PACKETS {
+            assert!(clock
+                .map(&frame(Codec::Opus, u64::from(i) * 1_800, true, 2), later)
+                .is_none());
+        }
+        let (_, resumed) = clock
+            .map(&frame(Codec::Opus, 1_000_000, true, 2), later)
+            .unwrap();
+        assert!(resumed.timestamp.wrapping_sub(audio.timestamp) < u32::MAX / 2);
+        assert!(resumed.timestamp > audio.timestamp);
+        assert_eq!(clock.stats().rebases, 1);
     }
 
     #[test]
