@@ -5,8 +5,15 @@
 //! is the address of one of the local candidates it was given
 //! (`rtc-ice` `Agent::find_local_candidate`), so the candidates and that mapping must agree;
 //! keeping both here is what makes them agree. Not here: sockets, routing between sessions.
+//!
+//! Bound to an unspecified address (`0.0.0.0`, `[::]`), a server advertises every usable
+//! address of the host in the bound family, read from the interfaces once at bind time:
+//! link-local addresses are left out (unreachable beyond the link, and their IPv6 form
+//! needs a zone), so are addresses of interfaces that are down, and loopback is advertised
+//! only when nothing else is, so remote peers are never sent checking their own
+//! localhost. A 1:1 NAT's addresses (`advertised_ips`) replace them all.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rtc::ice::tcp_type::TcpType;
 use rtc::peer_connection::transport::{
@@ -34,24 +41,50 @@ pub(crate) struct HostCandidates {
     nat: bool,
     /// Whether a passive TCP candidate accompanies each UDP one.
     ice_tcp: bool,
+    /// Bound to an unspecified address: the kernel would pick our source address by route,
+    /// so we name it on every send.
+    unspecified: bool,
 }
 
 impl HostCandidates {
     /// The candidates of a server bound to `local` (its actual address, port resolved).
     pub(crate) fn new(config: &RtcConfig, local: SocketAddr) -> HostCandidates {
+        Self::with_interfaces(config, local, interface_addrs)
+    }
+
+    /// As [`HostCandidates::new`], with the host's interface addresses from `interfaces`
+    /// (read only for an unspecified bind without NAT addresses).
+    fn with_interfaces(
+        config: &RtcConfig,
+        local: SocketAddr,
+        interfaces: impl FnOnce() -> Vec<InterfaceAddr>,
+    ) -> HostCandidates {
+        let unspecified = local.ip().is_unspecified();
         let (ips, nat) = if !config.advertised_ips.is_empty() {
             (config.advertised_ips.clone(), true)
-        } else if local.ip().is_unspecified() {
-            (vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], false)
+        } else if unspecified {
+            (usable_ips(local.is_ipv4(), interfaces()), false)
         } else {
             (vec![local.ip()], false)
         };
+        tracing::info!(
+            ?ips,
+            port = local.port(),
+            nat,
+            "advertised ICE host candidates"
+        );
         HostCandidates {
             ips,
             port: local.port(),
             nat,
             ice_tcp: config.ice_tcp,
+            unspecified,
         }
+    }
+
+    /// The advertised IP addresses, in order of preference.
+    pub(crate) fn ips(&self) -> &[IpAddr] {
+        &self.ips
     }
 
     /// The local address to hand `rtc` with a packet whose destination IP was `destination`
@@ -67,6 +100,16 @@ impl HostCandidates {
             Some(ip) if !self.nat && self.ips.contains(&ip) => SocketAddr::new(ip, self.port),
             _ => first,
         }
+    }
+
+    /// The source IP to send from, for a packet `rtc` sends from candidate `local`: the
+    /// candidate's own address when bound to an unspecified address, so a peer's check is
+    /// answered from the address it was sent to (RFC 8445 §7.2.5.2.1 requires symmetric
+    /// addresses); `None` (the kernel's choice, which is then the bound address or the
+    /// route's) for a specific bind, and behind a 1:1 NAT, where the candidate's address is
+    /// not ours.
+    pub(crate) fn source_ip(&self, local: SocketAddr) -> Option<IpAddr> {
+        (self.unspecified && !self.nat && !local.ip().is_unspecified()).then_some(local.ip())
     }
 
     /// The candidate lines for `rtc`: one UDP host candidate per address and, with ICE-TCP,
@@ -100,9 +143,143 @@ impl HostCandidates {
     }
 }
 
+/// One address of a host interface, as far as choosing candidates cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InterfaceAddr {
+    ip: IpAddr,
+    down: bool,
+}
+
+fn interface_addrs() -> Vec<InterfaceAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces
+            .iter()
+            .map(|i| InterfaceAddr {
+                ip: i.ip(),
+                down: i.oper_status == if_addrs::IfOperStatus::Down,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the network interfaces; advertising loopback");
+            Vec::new()
+        }
+    }
+}
+
+/// The addresses to advertise for an unspecified bind of the given family, in interface
+/// order; loopback only when there is nothing else, so the list is never empty.
+fn usable_ips(ipv4: bool, interfaces: Vec<InterfaceAddr>) -> Vec<IpAddr> {
+    let family = |ip: &IpAddr| ip.is_ipv4() == ipv4;
+    let link_local = |ip: &IpAddr| match ip {
+        IpAddr::V4(ip) => ip.is_link_local(),
+        IpAddr::V6(ip) => ip.is_unicast_link_local(),
+    };
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for interface in interfaces {
+        let ip = interface.ip;
+        if interface.down
+            || !family(&ip)
+            || link_local(&ip)
+            || ip.is_loopback()
+            || ip.is_multicast()
+            || ip.is_unspecified()
+            || ips.contains(&ip)
+        {
+            continue;
+        }
+        ips.push(ip);
+    }
+    if ips.is_empty() {
+        ips.push(if ipv4 {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        });
+    }
+    ips
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn up(ip: &str) -> InterfaceAddr {
+        InterfaceAddr {
+            ip: ip.parse().unwrap(),
+            down: false,
+        }
+    }
+
+    fn host() -> Vec<InterfaceAddr> {
+        vec![
+            up("127.0.0.1"),
+            up("::1"),
+            up("192.0.2.2"),
+            up("fd00::2"),
+            up("fe80::fc:ff:fe00:1"),
+            up("169.254.3.4"),
+            InterfaceAddr {
+                ip: "198.51.100.9".parse().unwrap(),
+                down: true,
+            },
+            up("203.0.113.5"),
+            // The same address on a second interface (a bridge and its member).
+            up("192.0.2.2"),
+        ]
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_unspecified_bind_advertises_the_usable_addresses_of_its_family() {
+        assert_eq!(usable_ips(true, host()), ips(&["192.0.2.2", "203.0.113.5"]));
+        assert_eq!(usable_ips(false, host()), ips(&["fd00::2"]));
+    }
+
+    #[test]
+    fn loopback_is_advertised_only_when_nothing_else_is() {
+        let lonely = vec![up("127.0.0.1"), up("::1"), up("fe80::1")];
+        assert_eq!(usable_ips(true, lonely.clone()), ips(&["127.0.0.1"]));
+        assert_eq!(usable_ips(false, lonely), ips(&["::1"]));
+        assert_eq!(usable_ips(true, Vec::new()), ips(&["127.0.0.1"]));
+    }
+
+    #[test]
+    fn an_unspecified_bind_maps_each_destination_to_its_own_candidate_and_sends_from_it() {
+        let local: SocketAddr = "0.0.0.0:7290".parse().unwrap();
+        let candidates = HostCandidates::with_interfaces(&config(false, &[]), local, host);
+        let second: SocketAddr = "203.0.113.5:7290".parse().unwrap();
+        assert_eq!(candidates.local_addr(Some(second.ip())), second);
+        assert_eq!(candidates.source_ip(second), Some(second.ip()));
+        // Unknown or untold destinations go to the first candidate.
+        let first: SocketAddr = "192.0.2.2:7290".parse().unwrap();
+        assert_eq!(candidates.local_addr("127.0.0.1".parse().ok()), first);
+        assert_eq!(candidates.local_addr(None), first);
+        let lines: Vec<String> = candidates
+            .inits()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.candidate)
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(" 192.0.2.2 7290 "), "{lines:?}");
+        assert!(lines[1].contains(" 203.0.113.5 7290 "), "{lines:?}");
+    }
+
+    #[test]
+    fn nat_addresses_are_not_ours_to_send_from() {
+        let local: SocketAddr = "0.0.0.0:7290".parse().unwrap();
+        let candidates =
+            HostCandidates::with_interfaces(&config(false, &["203.0.113.1"]), local, || {
+                panic!("interfaces are not read under NAT")
+            });
+        assert_eq!(
+            candidates.source_ip("203.0.113.1:7290".parse().unwrap()),
+            None
+        );
+    }
 
     fn config(ice_tcp: bool, nat: &[&str]) -> RtcConfig {
         let mut config = RtcConfig::new("0.0.0.0:0".parse().unwrap());
@@ -169,6 +346,8 @@ mod tests {
         let candidates = HostCandidates::new(&config(false, &[]), local);
         assert_eq!(candidates.local_addr(Some(local.ip())), local);
         assert_eq!(candidates.local_addr(None), local);
+        // The kernel sends from the bound address anyway.
+        assert_eq!(candidates.source_ip(local), None);
         // A v4-mapped destination (dual-stack socket) is the same address.
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(candidates.local_addr(Some(mapped)), local);

@@ -9,7 +9,8 @@ pub struct RtcConfig {
     /// The single UDP port every peer connection of this server shares.
     pub bind: SocketAddr,
     /// Addresses advertised in our host candidates instead of the bound one (1:1 NAT). Empty:
-    /// the bound address, or 127.0.0.1 when bound to an unspecified address.
+    /// the bound address or, bound to `0.0.0.0` / `[::]`, the host's interface addresses of
+    /// that family read at bind time (no link-local; loopback only if there is nothing else).
     pub advertised_ips: Vec<IpAddr>,
     /// No traffic for this long: the connection is disconnected (go-livepeer: 5 s).
     pub disconnected_timeout: Duration,

@@ -5,7 +5,7 @@
 //! listener on the same port number for ICE over TCP ([`RtcConfig::ice_tcp`]), and N shard
 //! event loops (one per core by default) among which the peer connections are spread. The HTTP
 //! layers hand it SDP offers with [`RtcServer::accept`] and get back a complete answer at once
-//! (our host candidate is known up front, so there is no gathering to wait for), a
+//! (our host candidates are known up front, so there is no gathering to wait for), a
 //! [`SessionHandle`] to send media or close, and a queue of [`SessionEvent`]s.
 //!
 //! # The event loop contract
@@ -41,6 +41,7 @@ mod sdpfrag;
 mod server;
 mod shard;
 mod stun;
+mod udp;
 
 use std::fmt;
 

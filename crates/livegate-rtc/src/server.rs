@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use parking_lot::RwLock;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::candidates::HostCandidates;
@@ -22,6 +21,7 @@ use crate::offer::Offer;
 use crate::router::{PeerAddr, Router};
 use crate::shard::Shard;
 use crate::stun;
+use crate::udp::{RecvBuffers, UdpPort};
 use crate::{
     AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SendError, SessionId,
     SessionRole, SessionState, SessionStats,
@@ -130,6 +130,7 @@ pub struct RtcServer {
     shards: Arc<[mpsc::Sender<Command>]>,
     next_shard: Arc<AtomicUsize>,
     local_addr: SocketAddr,
+    candidates: Arc<HostCandidates>,
     counters: Arc<Counters>,
     stop_dispatcher: Arc<watch::Sender<bool>>,
 }
@@ -138,7 +139,7 @@ impl RtcServer {
     /// Binds the UDP port (and with [`RtcConfig::ice_tcp`] the TCP port of the same number)
     /// and starts the dispatcher and `config.shards` event loops on the current tokio runtime.
     pub async fn bind(config: RtcConfig) -> std::io::Result<RtcServer> {
-        let socket = Arc::new(bind_udp(config.bind)?);
+        let socket = Arc::new(UdpPort::bind(config.bind)?);
         let local_addr = socket.local_addr()?;
         // Port 0 picked the UDP port; TCP takes the same number, so one firewall rule and one
         // advertised port serve both.
@@ -183,11 +184,12 @@ impl RtcServer {
             });
             tokio::spawn(ice_tcp::listen(listener, context, stop.clone()));
         }
-        tokio::spawn(dispatch(socket, routes, candidates, stop));
+        tokio::spawn(dispatch(socket, routes, candidates.clone(), stop));
         Ok(RtcServer {
             shards: shards.into(),
             next_shard: Arc::new(AtomicUsize::new(0)),
             local_addr,
+            candidates,
             counters,
             stop_dispatcher: Arc::new(stop_dispatcher),
         })
@@ -196,6 +198,18 @@ impl RtcServer {
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The host candidate addresses every answer carries (UDP, and TCP with ICE-TCP): the
+    /// NAT addresses if configured, else the bound address, else (bound to `0.0.0.0` or
+    /// `[::]`) the host's usable addresses of that family read at bind time.
+    pub fn candidate_addrs(&self) -> Vec<SocketAddr> {
+        let port = self.local_addr.port();
+        self.candidates
+            .ips()
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect()
     }
 
     /// Answers an offer: parses it, builds the peer connection and returns the complete
@@ -290,61 +304,38 @@ impl Routes {
 
 /// Reads the shared socket and hands each datagram to the shard of its session.
 async fn dispatch(
-    socket: Arc<UdpSocket>,
+    socket: Arc<UdpPort>,
     routes: Arc<Routes>,
     candidates: Arc<HostCandidates>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let local = candidates.local_addr(None);
+    let mut buffers = RecvBuffers::new(&socket);
     loop {
-        let (len, peer) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
+        tokio::select! {
+            received = buffers.recv(&socket) => if let Err(e) = received {
                 // ICMP errors surface as receive errors on some platforms; they concern one
                 // peer, never the socket.
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP receive error");
-                    continue;
-                }
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
             },
             _ = stop.wait_for(|stop| *stop) => return,
-        };
-        routes.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
-        let datagram = &buf[..len];
-        let peer = PeerAddr::udp(peer);
-        let Some(session) = routes.session_of(datagram, peer) else {
-            routes
-                .counters
-                .datagrams_unroutable
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        if !routes.deliver(session, peer, local, BytesMut::from(datagram)) {
-            return;
+        }
+        for datagram in buffers.datagrams() {
+            routes.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
+            let peer = PeerAddr::udp(datagram.peer);
+            let Some(session) = routes.session_of(datagram.data, peer) else {
+                routes
+                    .counters
+                    .datagrams_unroutable
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let local = candidates.local_addr(datagram.destination);
+            if !routes.deliver(session, peer, local, BytesMut::from(datagram.data)) {
+                return;
+            }
         }
     }
-}
-
-/// Socket buffers we ask for: one port carries every peer of the role, so a burst (a
-/// keyframe to a hundred viewers, a flood of checks) must not overflow the kernel's default
-/// ~200 KB. The kernel may cap it (net.core.rmem_max); that is logged, not fatal.
-const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    for (what, result) in [
-        ("receive", socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES)),
-        ("send", socket.set_send_buffer_size(SOCKET_BUFFER_BYTES)),
-    ] {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cannot enlarge the UDP {what} buffer");
-        }
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
 }
 
 /// A strong entity tag (RFC 9110 §8.8.3) that nobody can guess.

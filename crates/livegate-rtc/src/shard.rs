@@ -23,7 +23,6 @@ use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::bitrate::BitrateMeter;
@@ -35,6 +34,7 @@ use crate::peer::{self, OutTrack};
 use crate::router::{PeerAddr, Router};
 use crate::sdpfrag::{self, SdpFrag};
 use crate::server::{ice_ufrag, new_etag, Command, Counters, SessionHandle};
+use crate::udp::UdpPort;
 use crate::{
     AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SessionEvent,
     SessionId, SessionRole, SessionState, SessionStats,
@@ -73,11 +73,12 @@ impl Session {
 
 pub(crate) struct Shard {
     /// Shared with the dispatcher and the other shards; shards only send on it.
-    socket: Arc<UdpSocket>,
+    socket: Arc<UdpPort>,
     /// The server's ICE-TCP connections, which shards write to like the socket.
     links: Arc<TcpLinks>,
     index: u64,
     count: u64,
+    candidates: Arc<HostCandidates>,
     /// The candidate lines every answer carries.
     candidate_inits: Vec<RTCIceCandidateInit>,
     config: RtcConfig,
@@ -102,7 +103,7 @@ impl Shard {
     pub(crate) fn new(
         index: u64,
         count: u64,
-        socket: Arc<UdpSocket>,
+        socket: Arc<UdpPort>,
         links: Arc<TcpLinks>,
         candidates: Arc<HostCandidates>,
         config: RtcConfig,
@@ -121,6 +122,7 @@ impl Shard {
             links,
             index,
             count,
+            candidates,
             candidate_inits,
             config,
             commands,
@@ -163,7 +165,7 @@ impl Shard {
     }
 
     async fn flush_outbox(&mut self) {
-        while let Some((peer, _local, datagram)) = self.outbox.pop_front() {
+        while let Some((peer, local, datagram)) = self.outbox.pop_front() {
             if peer.protocol == TransportProtocol::TCP {
                 let counter = if self.links.send(peer.addr, datagram) {
                     &self.counters.datagrams_out
@@ -173,8 +175,9 @@ impl Shard {
                 counter.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            match self.socket.send_to(&datagram, peer.addr).await {
-                Ok(_) => {
+            let source = self.candidates.source_ip(local);
+            match self.socket.send(peer.addr, source, &datagram).await {
+                Ok(()) => {
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => tracing::debug!(peer = %peer.addr, error = %e, "UDP send failed"),

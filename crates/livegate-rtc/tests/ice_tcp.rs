@@ -46,7 +46,9 @@ fn candidates(sdp: &str) -> Vec<Vec<String>> {
 async fn a_viewer_without_udp_connects_over_tcp_and_receives_media() {
     let server = server(true).await;
     let port = server.local_addr().port().to_string();
-    let mut peer = TestPeer::viewer_on(Network::Tcp).await.unwrap();
+    let mut peer = TestPeer::viewer_on(Network::Tcp([127, 0, 0, 1].into()))
+        .await
+        .unwrap();
     let offer = peer.offer(false).await.unwrap();
     assert!(
         candidates(&offer).iter().all(|c| c[2] == "tcp"),

@@ -31,8 +31,10 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
     Udp,
-    /// ICE over TCP only (RFC 6544): the peer dials our passive TCP candidate.
-    Tcp,
+    /// ICE over TCP only (RFC 6544): the peer dials our passive TCP candidate. Its TCP
+    /// candidates are on this IP, which must be the one the kernel picks as the source
+    /// towards the server (for a server on a local address: that address itself).
+    Tcp(std::net::IpAddr),
 }
 
 pub fn h264() -> RTCRtpCodecParameters {
@@ -195,12 +197,12 @@ impl TestPeer {
                 observed: observed.clone(),
             }));
         let builder = match network {
-            Network::Udp => builder.with_udp_addrs(vec!["127.0.0.1:0"]),
+            Network::Udp => builder.with_udp_addrs(vec!["127.0.0.1:0".to_owned()]),
             // No UDP socket at all, and the ICE agent told to ignore UDP candidates, as a
             // browser behind a firewall that blocks UDP ends up.
-            Network::Tcp => builder
-                .with_udp_addrs(Vec::<&str>::new())
-                .with_tcp_addrs(vec!["127.0.0.1:0"])
+            Network::Tcp(ip) => builder
+                .with_udp_addrs(Vec::<String>::new())
+                .with_tcp_addrs(vec![std::net::SocketAddr::new(ip, 0).to_string()])
                 .with_setting_engine(
                     SettingEngineBuilder::new()
                         .with_network_types(vec![NetworkType::Tcp4])
