@@ -1,0 +1,476 @@
+//! `livegate-bench whep`: N viewers of one WHEP endpoint, opened on a ramp, held through a
+//! steady-state window, then DELETEd; reports what they received and, with `--cpu-of`,
+//! what they cost the gateway.
+//!
+//! Phases: baseline sample → ramp (session i is POSTed at i × ramp, then waits to connect)
+//! → window start sample → window (`--duration`, or until Ctrl-C) → window end sample →
+//! DELETE every session. Rates are over the window only, so ramp and teardown do not blur
+//! the steady state the per-viewer figures describe.
+
+use std::time::{Duration, Instant};
+
+use livegate_bench::whep::{SessionStats, WhepClient, WhepClientError, WhepOptions, WhepSession};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::proc_stat::{self, ProcSample, ProcUsage};
+use super::summary::{Distribution, Tally, TallyEntry};
+use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
+
+/// Arguments of `livegate-bench whep`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WhepArgs {
+    /// WHEP endpoint, e.g. http://127.0.0.1:8935/live/cam/whep
+    #[arg(long)]
+    pub url: String,
+    /// Viewers to open.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SESSIONS)))]
+    pub sessions: u32,
+    /// Steady-state window in seconds, after every viewer connected or gave up.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub duration: f64,
+    /// Delay between two viewers' POSTs, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub ramp_ms: u64,
+    /// How long a viewer may take from its POST to connected, in seconds.
+    #[arg(long, default_value = "15", value_parser = parse_secs)]
+    pub connect_timeout: f64,
+    /// Bearer token for the POST and the DELETE.
+    #[arg(long, env = "LIVEGATE_BENCH_TOKEN")]
+    pub token: Option<String>,
+    /// Offer no video section.
+    #[arg(long)]
+    pub no_video: bool,
+    /// Offer no audio section.
+    #[arg(long)]
+    pub no_audio: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// One viewer's figures over the window.
+#[derive(Debug, Clone, Default, Serialize)]
+struct SessionReport {
+    index: usize,
+    /// Why it never reached the window (POST refused, no connection).
+    error: Option<String>,
+    connect_ms: Option<f64>,
+    first_frame_ms: Option<f64>,
+    bitrate_bps: f64,
+    video_fps: f64,
+    audio_packets_per_sec: f64,
+    packets_received: u64,
+    packets_lost: u64,
+    closed_during_window: bool,
+    delete_status: Option<u16>,
+}
+
+/// The whole run, as printed.
+#[derive(Debug, Serialize)]
+struct Report {
+    url: String,
+    sessions_requested: usize,
+    sessions_connected: usize,
+    sessions_failed: usize,
+    failures: Vec<TallyEntry>,
+    ramp_secs: f64,
+    window_secs: f64,
+    total_bitrate_bps: f64,
+    bitrate_bps: Option<Distribution>,
+    video_fps: Option<Distribution>,
+    first_frame_ms: Option<Distribution>,
+    sessions_without_first_frame: usize,
+    connect_ms: Option<Distribution>,
+    packets_received: u64,
+    packets_lost: u64,
+    closed_during_window: usize,
+    deletes: Vec<TallyEntry>,
+    gateway: Option<ProcUsage>,
+    bench: Option<ProcUsage>,
+    sessions: Vec<SessionReport>,
+}
+
+/// A viewer that reached the window.
+struct Viewer {
+    index: usize,
+    session: WhepSession,
+    connect: Duration,
+}
+
+/// Runs the subcommand; the exit code is 0 when every viewer connected, 1 otherwise.
+pub async fn run(args: WhepArgs) -> anyhow::Result<std::process::ExitCode> {
+    target::check(&args.url, args.common.allow_remote).await?;
+    let options = WhepOptions {
+        video: !args.no_video,
+        audio: !args.no_audio,
+        bearer_token: args.token.clone(),
+        loopback_only: !args.common.allow_remote,
+        // Rates need counters only; the frame log would cost memory per viewer.
+        frame_log_limit: 0,
+        ..WhepOptions::default()
+    };
+    let gateway_pid = args.common.cpu_of;
+    let baseline = Samples::take(gateway_pid)?;
+
+    let ramp_started = Instant::now();
+    let (viewers, mut failed) = open_viewers(&args, &options).await;
+    let ramp_secs = ramp_started.elapsed().as_secs_f64();
+
+    let window_start = Samples::take(gateway_pid)?;
+    let before: Vec<SessionStats> = viewers.iter().map(|v| v.session.counters()).collect();
+    // With no viewer there is no steady state to wait for.
+    let hold = if viewers.is_empty() {
+        0.0
+    } else {
+        args.duration
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs_f64(hold)) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("livegate-bench: interrupted; ending the window early"),
+    }
+    let window_end = Samples::take(gateway_pid)?;
+    let after: Vec<SessionStats> = viewers.iter().map(|v| v.session.counters()).collect();
+    let window = window_end.bench.at.duration_since(window_start.bench.at);
+
+    let mut sessions: Vec<SessionReport> = viewers
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(viewer, (before, after))| session_report(viewer, before, after, window))
+        .collect();
+    let ends = tear_down(viewers).await;
+    for (report, (closed, delete_status)) in sessions.iter_mut().zip(ends) {
+        report.closed_during_window = closed;
+        report.delete_status = delete_status;
+    }
+    let connected = sessions.len();
+    sessions.append(&mut failed);
+    sessions.sort_by_key(|s| s.index);
+
+    let usage = |pid: u32, pick: fn(&Samples) -> Option<&ProcSample>| {
+        Some(ProcUsage::between(
+            pid,
+            pick(&baseline)?,
+            pick(&window_start)?,
+            pick(&window_end)?,
+            connected,
+        ))
+    };
+    let report = summarize(
+        &args,
+        sessions,
+        connected,
+        ramp_secs,
+        window.as_secs_f64(),
+        gateway_pid.and_then(|pid| usage(pid, |s| s.gateway.as_ref())),
+        usage(std::process::id(), |s| Some(&s.bench)),
+    );
+    if args.common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(if report.sessions_failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// Readings of the gateway (with `--cpu-of`) and of this process at one moment.
+struct Samples {
+    gateway: Option<ProcSample>,
+    bench: ProcSample,
+}
+
+impl Samples {
+    fn take(gateway: Option<u32>) -> anyhow::Result<Samples> {
+        Ok(Samples {
+            gateway: gateway
+                .map(|pid| proc_stat::sample(Some(pid)))
+                .transpose()?,
+            bench: proc_stat::sample(None)?,
+        })
+    }
+}
+
+/// POSTs viewer i at ramp start + i × ramp and waits for it to connect; returns the viewers
+/// that connected and a report for each that did not (its resource DELETEd if it had one).
+async fn open_viewers(args: &WhepArgs, options: &WhepOptions) -> (Vec<Viewer>, Vec<SessionReport>) {
+    let client = WhepClient::new();
+    let start = tokio::time::Instant::now();
+    let connect_timeout = Duration::from_secs_f64(args.connect_timeout);
+    let mut tasks = JoinSet::new();
+    for index in 0..args.sessions as usize {
+        let (client, options, url) = (client.clone(), options.clone(), args.url.clone());
+        let at = start + Duration::from_millis(args.ramp_ms) * index as u32;
+        tasks.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            open_one(&client, &url, &options, connect_timeout)
+                .await
+                .map(|(session, connect)| Viewer {
+                    index,
+                    session,
+                    connect,
+                })
+                .map_err(|(label, status)| SessionReport {
+                    index,
+                    error: Some(label),
+                    delete_status: status,
+                    ..SessionReport::default()
+                })
+        });
+    }
+    let mut viewers = Vec::new();
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(viewer)) => viewers.push(viewer),
+            Ok(Err(report)) => failed.push(report),
+            Err(e) => failed.push(SessionReport {
+                error: Some(format!("task failed: {e}")),
+                ..SessionReport::default()
+            }),
+        }
+    }
+    viewers.sort_by_key(|v| v.index);
+    (viewers, failed)
+}
+
+/// One viewer: POST, then wait to connect; on failure, the failure's label and the status of
+/// the DELETE of its resource if it got one.
+async fn open_one(
+    client: &WhepClient,
+    url: &str,
+    options: &WhepOptions,
+    connect_timeout: Duration,
+) -> Result<(WhepSession, Duration), (String, Option<u16>)> {
+    let session = client
+        .play(url, options)
+        .await
+        .map_err(|e| (failure_label(&e), None))?;
+    match session.wait_connected(connect_timeout).await {
+        Ok(connect) => Ok((session, connect)),
+        Err(e) => {
+            let status = session.delete().await.ok();
+            session.close().await;
+            Err((failure_label(&e), status))
+        }
+    }
+}
+
+/// Groups failures: the gateway's status and reason, or the kind of local failure without
+/// the counts that would make every label unique.
+fn failure_label(error: &WhepClientError) -> String {
+    match error {
+        WhepClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
+        WhepClientError::Timeout { .. } => "not connected in time".to_owned(),
+        WhepClientError::Closed { state, .. } => format!("connection {state}"),
+        WhepClientError::Http(e) if e.is_timeout() => "HTTP request timed out".to_owned(),
+        WhepClientError::Http(e) if e.is_connect() => "HTTP connection failed".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn session_report(
+    viewer: &Viewer,
+    before: &SessionStats,
+    after: &SessionStats,
+    window: Duration,
+) -> SessionReport {
+    let secs = window.as_secs_f64().max(f64::EPSILON);
+    let bytes = |s: &SessionStats| s.video.payload_bytes + s.audio.payload_bytes;
+    let millis = |d: Duration| d.as_secs_f64() * 1e3;
+    SessionReport {
+        index: viewer.index,
+        error: None,
+        connect_ms: Some(millis(viewer.connect)),
+        first_frame_ms: after.first_frame_at.map(millis),
+        bitrate_bps: (bytes(after) - bytes(before)) as f64 * 8.0 / secs,
+        video_fps: (after.video.frames - before.video.frames) as f64 / secs,
+        audio_packets_per_sec: (after.audio.packets - before.audio.packets) as f64 / secs,
+        packets_received: after.video.packets + after.audio.packets,
+        packets_lost: after.video.packets_lost + after.audio.packets_lost,
+        closed_during_window: false,
+        delete_status: None,
+    }
+}
+
+/// Notes which sessions the gateway had closed, then DELETEs and closes every one at once;
+/// returns (closed during the window, DELETE status) in the viewers' order.
+async fn tear_down(viewers: Vec<Viewer>) -> Vec<(bool, Option<u16>)> {
+    let mut tasks = JoinSet::new();
+    let count = viewers.len();
+    for (position, viewer) in viewers.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let closed = viewer.session.is_closed().await;
+            let status = viewer.session.delete().await.ok();
+            viewer.session.close().await;
+            (position, closed, status)
+        });
+    }
+    let mut ends = vec![(false, None); count];
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((position, closed, status)) = joined {
+            ends[position] = (closed, status);
+        }
+    }
+    ends
+}
+
+fn summarize(
+    args: &WhepArgs,
+    sessions: Vec<SessionReport>,
+    connected: usize,
+    ramp_secs: f64,
+    window_secs: f64,
+    gateway: Option<ProcUsage>,
+    bench: Option<ProcUsage>,
+) -> Report {
+    let reached: Vec<&SessionReport> = sessions.iter().filter(|s| s.error.is_none()).collect();
+    let values = |f: fn(&SessionReport) -> Option<f64>| -> Vec<f64> {
+        reached.iter().filter_map(|s| f(s)).collect()
+    };
+    let mut failures = Tally::default();
+    let mut deletes = Tally::default();
+    for session in &sessions {
+        if let Some(error) = &session.error {
+            failures.add(error.clone());
+        }
+        match session.delete_status {
+            Some(status) => deletes.add(status.to_string()),
+            None if session.error.is_none() => deletes.add("no response"),
+            None => {}
+        }
+    }
+    let first_frames = values(|s| s.first_frame_ms);
+    Report {
+        url: args.url.clone(),
+        sessions_requested: args.sessions as usize,
+        sessions_connected: connected,
+        sessions_failed: args.sessions as usize - connected,
+        failures: failures.entries(),
+        ramp_secs,
+        window_secs,
+        total_bitrate_bps: reached.iter().fold(0.0, |sum, s| sum + s.bitrate_bps),
+        bitrate_bps: Distribution::of(&values(|s| Some(s.bitrate_bps))),
+        video_fps: Distribution::of(&values(|s| Some(s.video_fps))),
+        sessions_without_first_frame: reached.len() - first_frames.len(),
+        first_frame_ms: Distribution::of(&first_frames),
+        connect_ms: Distribution::of(&values(|s| s.connect_ms)),
+        packets_received: reached.iter().map(|s| s.packets_received).sum(),
+        packets_lost: reached.iter().map(|s| s.packets_lost).sum(),
+        closed_during_window: reached.iter().filter(|s| s.closed_during_window).count(),
+        deletes: deletes.entries(),
+        gateway,
+        bench,
+        sessions,
+    }
+}
+
+/// Per-session lines are printed for small runs; larger runs get distributions only
+/// (`--json` always has every session).
+const SESSION_LINES_UP_TO: usize = 10;
+
+fn print_text(r: &Report) {
+    let mbps = |bps: f64| bps / 1e6;
+    println!("livegate-bench whep {}", r.url);
+    println!(
+        "sessions      requested {}, connected {}, failed {}, closed by the gateway during the window {}",
+        r.sessions_requested, r.sessions_connected, r.sessions_failed, r.closed_during_window
+    );
+    for failure in &r.failures {
+        println!("  failed      {} × {}", failure.count, failure.label);
+    }
+    println!(
+        "window        {:.1} s steady state after a {:.1} s ramp",
+        r.window_secs, r.ramp_secs
+    );
+    println!(
+        "received      {:.2} Mbit/s in total",
+        mbps(r.total_bitrate_bps)
+    );
+    if let Some(d) = &r.bitrate_bps {
+        println!(
+            "  per session min {:.3}  p50 {:.3}  max {:.3} Mbit/s",
+            mbps(d.min),
+            mbps(d.p50),
+            mbps(d.max)
+        );
+    }
+    if let Some(d) = &r.video_fps {
+        println!(
+            "video fps     per session min {:.1}  p50 {:.1}  max {:.1}",
+            d.min, d.p50, d.max
+        );
+    }
+    if let Some(d) = &r.first_frame_ms {
+        println!(
+            "first frame   since POST p50 {:.0} ms  p90 {:.0} ms  p99 {:.0} ms  max {:.0} ms ({} sessions without one)",
+            d.p50, d.p90, d.p99, d.max, r.sessions_without_first_frame
+        );
+    } else if r.sessions_connected > 0 {
+        println!("first frame   none received");
+    }
+    if let Some(d) = &r.connect_ms {
+        println!(
+            "connected     since POST p50 {:.0} ms  p90 {:.0} ms  max {:.0} ms",
+            d.p50, d.p90, d.max
+        );
+    }
+    let lost_percent = if r.packets_received + r.packets_lost > 0 {
+        r.packets_lost as f64 * 100.0 / (r.packets_received + r.packets_lost) as f64
+    } else {
+        0.0
+    };
+    println!(
+        "packets       {} received, {} lost (RTP sequence gaps, {:.3} %)",
+        r.packets_received, r.packets_lost, lost_percent
+    );
+    let deletes: Vec<String> = r
+        .deletes
+        .iter()
+        .map(|d| format!("{} × {}", d.count, d.label))
+        .collect();
+    if !deletes.is_empty() {
+        println!("DELETE        {}", deletes.join(", "));
+    }
+    if let Some(g) = &r.gateway {
+        print_usage("gateway", g);
+    }
+    if let Some(b) = &r.bench {
+        print_usage("bench", b);
+    }
+    if r.sessions.len() <= SESSION_LINES_UP_TO {
+        for s in &r.sessions {
+            match &s.error {
+                Some(error) => println!("  #{:<3} failed: {error}", s.index),
+                None => println!(
+                    "  #{:<3} {:.3} Mbit/s  {:.1} fps  first frame {}  lost {}",
+                    s.index,
+                    mbps(s.bitrate_bps),
+                    s.video_fps,
+                    s.first_frame_ms
+                        .map_or("-".to_owned(), |ms| format!("{ms:.0} ms")),
+                    s.packets_lost
+                ),
+            }
+        }
+    }
+}
+
+fn print_usage(who: &str, u: &ProcUsage) {
+    let per_viewer_cpu = u
+        .cpu_percent_per_viewer
+        .map_or(String::new(), |p| format!(", {p:.3} % per viewer"));
+    let per_viewer_rss = u
+        .rss_kib_per_viewer
+        .map_or(String::new(), |k| format!(", {k:.0} KiB per viewer"));
+    println!(
+        "{who:<13} pid {}: CPU {:.1} % of one core{per_viewer_cpu}; RSS {:.1} → {:.1} MiB ({:+.1} MiB{per_viewer_rss})",
+        u.pid,
+        u.cpu_percent_of_core,
+        u.rss_before_kib as f64 / 1024.0,
+        u.rss_after_kib as f64 / 1024.0,
+        u.rss_delta_kib as f64 / 1024.0,
+    );
+}

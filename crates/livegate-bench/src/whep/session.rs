@@ -1,0 +1,377 @@
+//! A played WHEP session: its resource, what it received, and its end.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::AUTHORIZATION;
+use reqwest::Url;
+use rtc::peer_connection::transport::RTCDtlsTransportState;
+use tokio::sync::mpsc;
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+
+use super::peer::{Observed, TrackShared};
+use super::receive::KindStats;
+use super::WhepClientError;
+
+/// How often [`WhepSession::wait_closed`] asks the DTLS transport for its state: a peer's
+/// close_notify is not an event in webrtc 0.21 (see there).
+const DTLS_STATE_POLL: Duration = Duration::from_millis(100);
+
+/// What the 201 response and the negotiation produced.
+pub(crate) struct SessionParts {
+    pub(crate) location: String,
+    pub(crate) resource_url: Url,
+    pub(crate) etag: Option<String>,
+    pub(crate) link_headers: Vec<String>,
+    pub(crate) sends_video: bool,
+    pub(crate) offer_sdp: String,
+    pub(crate) answer_sdp: String,
+    pub(crate) removed_candidates: usize,
+    pub(crate) posted_at: Instant,
+}
+
+/// What a session received so far; see [`WhepSession::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub video: KindStats,
+    pub audio: KindStats,
+    /// Since the POST, when the peer connection first reached `connected`.
+    pub connected_at: Option<Duration>,
+    /// Since the POST, the first thing a player could show: the video's first complete
+    /// keyframe when the answer sends video, otherwise the first audio packet.
+    pub first_frame_at: Option<Duration>,
+}
+
+/// One viewer: a peer connection receiving a WHEP session, and its resource URL.
+///
+/// Methods take `&self`; share it as `Arc<WhepSession>` to wait from several tasks. Dropping
+/// it closes the peer connection in the background (DTLS close_notify to the gateway) but
+/// does not DELETE the resource: call [`WhepSession::delete`] for that, as a player would.
+pub struct WhepSession {
+    parts: SessionParts,
+    pc: Arc<dyn PeerConnection>,
+    observed: Arc<Observed>,
+    messages: tokio::sync::Mutex<mpsc::Receiver<String>>,
+    http: reqwest::Client,
+    bearer_token: Option<String>,
+    closed_locally: AtomicBool,
+}
+
+impl WhepSession {
+    pub(crate) fn new(
+        parts: SessionParts,
+        pc: Arc<dyn PeerConnection>,
+        observed: Arc<Observed>,
+        messages: mpsc::Receiver<String>,
+        http: reqwest::Client,
+        bearer_token: Option<String>,
+    ) -> WhepSession {
+        WhepSession {
+            parts,
+            pc,
+            observed,
+            messages: tokio::sync::Mutex::new(messages),
+            http,
+            bearer_token,
+            closed_locally: AtomicBool::new(false),
+        }
+    }
+
+    /// The `Location` header exactly as sent (usually relative, `/live/{stream}/whep/{id}`).
+    pub fn location(&self) -> &str {
+        &self.parts.location
+    }
+
+    /// The session resource's absolute URL (`Location` resolved against the endpoint).
+    pub fn resource_url(&self) -> &str {
+        self.parts.resource_url.as_str()
+    }
+
+    /// The `ETag` header of the 201, if any (RFC 9725 §4.3.1 uses it for ICE restarts).
+    pub fn etag(&self) -> Option<&str> {
+        self.parts.etag.as_deref()
+    }
+
+    /// The SDP answer as received (before any loopback-only candidate filtering).
+    pub fn answer_sdp(&self) -> &str {
+        &self.parts.answer_sdp
+    }
+
+    /// The SDP offer this viewer made (before [`crate::whep::WhepOptions::offer_transform`]).
+    pub fn offer_sdp(&self) -> &str {
+        &self.parts.offer_sdp
+    }
+
+    /// Every `Link` header of the 201, each as sent (ICE servers, RFC 9725 §4.6).
+    pub fn link_headers(&self) -> &[String] {
+        &self.parts.link_headers
+    }
+
+    /// Taken just before the POST was sent: the origin of every `Duration` in the stats.
+    pub fn posted_at(&self) -> Instant {
+        self.parts.posted_at
+    }
+
+    /// Waits until the peer connection is connected (ICE and DTLS up); returns how long
+    /// that took since the POST.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<Duration, WhepClientError> {
+        let mut state = self.observed.state.subscribe();
+        let reached = tokio::time::timeout(
+            timeout,
+            state.wait_for(|s| *s == RTCPeerConnectionState::Connected || is_terminal(*s)),
+        )
+        .await
+        .map_err(|_| WhepClientError::Timeout {
+            what: self.connect_wait_detail(),
+            timeout,
+        })?
+        .map(|s| *s)
+        .unwrap_or(RTCPeerConnectionState::Closed);
+        if reached != RTCPeerConnectionState::Connected {
+            return Err(WhepClientError::Closed {
+                what: "the connection".to_owned(),
+                state: reached.to_string(),
+            });
+        }
+        Ok(self.stats_connected_at().unwrap_or_default())
+    }
+
+    fn connect_wait_detail(&self) -> String {
+        let state = *self.observed.state.borrow();
+        match self.parts.removed_candidates {
+            0 => format!("the connection (still {state})"),
+            n => format!(
+                "the connection (still {state}; {n} non-loopback answer candidates were not used)"
+            ),
+        }
+    }
+
+    /// Waits until at least `n` video frames arrived (complete or not; see
+    /// [`crate::whep::KindStats::frames`]).
+    pub async fn wait_video_frames(
+        &self,
+        n: u64,
+        timeout: Duration,
+    ) -> Result<(), WhepClientError> {
+        self.wait_count(&self.observed.video, n, timeout, "video frames")
+            .await
+    }
+
+    /// Waits until at least `n` audio packets arrived in sequence order.
+    pub async fn wait_audio_packets(
+        &self,
+        n: u64,
+        timeout: Duration,
+    ) -> Result<(), WhepClientError> {
+        self.wait_count(&self.observed.audio, n, timeout, "audio packets")
+            .await
+    }
+
+    async fn wait_count(
+        &self,
+        shared: &TrackShared,
+        n: u64,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(), WhepClientError> {
+        let mut count = shared.frames.subscribe();
+        let mut state = self.observed.state.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                biased;
+                _ = count.wait_for(|c| *c >= n) => None,
+                ended = state.wait_for(|s| is_terminal(*s)) => {
+                    Some(ended.map(|s| *s).unwrap_or(RTCPeerConnectionState::Closed))
+                }
+            }
+        })
+        .await;
+        let got = *shared.frames.borrow();
+        match waited {
+            Ok(None) => Ok(()),
+            Ok(Some(state)) => Err(WhepClientError::Closed {
+                what: format!("{n} {what} (got {got})"),
+                state: state.to_string(),
+            }),
+            Err(_) => Err(WhepClientError::Timeout {
+                what: format!("{n} {what} (got {got})"),
+                timeout,
+            }),
+        }
+    }
+
+    /// What arrived so far, with each kind's frame log.
+    pub fn stats(&self) -> SessionStats {
+        self.snapshot(true)
+    }
+
+    /// [`WhepSession::stats`] without the frame logs: cheap enough to sample hundreds of
+    /// sessions.
+    pub fn counters(&self) -> SessionStats {
+        self.snapshot(false)
+    }
+
+    fn snapshot(&self, with_log: bool) -> SessionStats {
+        let posted_at = self.parts.posted_at;
+        let video = self
+            .observed
+            .video
+            .account
+            .lock()
+            .snapshot(posted_at, with_log);
+        let audio = self
+            .observed
+            .audio
+            .account
+            .lock()
+            .snapshot(posted_at, with_log);
+        let first_frame_at = if self.parts.sends_video {
+            video.first_frame_at
+        } else {
+            audio.first_frame_at
+        };
+        SessionStats {
+            video,
+            audio,
+            connected_at: self.stats_connected_at(),
+            first_frame_at,
+        }
+    }
+
+    fn stats_connected_at(&self) -> Option<Duration> {
+        self.observed
+            .connected_at
+            .lock()
+            .map(|at| at.saturating_duration_since(self.parts.posted_at))
+    }
+
+    /// Waits until the session is over from the network's side: the peer connection failed
+    /// or closed, the gateway's DTLS close_notify arrived, or a data channel closed.
+    ///
+    /// webrtc 0.21 reports a received close_notify only as the DTLS transport's state (the
+    /// W3C connection-state rules count a closed DTLS transport as still connected), so that
+    /// state is read every 100 ms while this waits; everything else is awaited.
+    pub async fn wait_closed(&self, timeout: Duration) -> Result<(), WhepClientError> {
+        let mut state = self.observed.state.subscribe();
+        let mut channel_closed = self.observed.data_channel_closed.subscribe();
+        let dtls_closed = async {
+            let Some(receiver) = self.pc.get_receivers().await.into_iter().next() else {
+                return std::future::pending().await;
+            };
+            let Ok(Some(transport)) = receiver.transport().await else {
+                return std::future::pending().await;
+            };
+            let mut tick = tokio::time::interval(DTLS_STATE_POLL);
+            loop {
+                tick.tick().await;
+                match transport.state().await {
+                    Ok(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed) | Err(_) => {
+                        return
+                    }
+                    Ok(_) => {}
+                }
+            }
+        };
+        let closed = async {
+            tokio::select! {
+                _ = state.wait_for(|s| is_terminal(*s)) => {}
+                _ = channel_closed.wait_for(|closed| *closed) => {}
+                _ = dtls_closed => {}
+            }
+        };
+        tokio::time::timeout(timeout, closed)
+            .await
+            .map_err(|_| WhepClientError::Timeout {
+                what: format!(
+                    "the session to close (still {})",
+                    *self.observed.state.borrow()
+                ),
+                timeout,
+            })
+    }
+
+    /// Whether the session is over from the network's side now (see
+    /// [`WhepSession::wait_closed`]); one DTLS state query, no waiting.
+    pub async fn is_closed(&self) -> bool {
+        if is_terminal(*self.observed.state.borrow()) || *self.observed.data_channel_closed.borrow()
+        {
+            return true;
+        }
+        let Some(receiver) = self.pc.get_receivers().await.into_iter().next() else {
+            return false;
+        };
+        match receiver.transport().await {
+            Ok(Some(transport)) => matches!(
+                transport.state().await,
+                Ok(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed) | Err(_)
+            ),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Waits for the next text message on a data channel (oldest first).
+    pub async fn wait_data_message(&self, timeout: Duration) -> Result<String, WhepClientError> {
+        let mut messages = self.messages.lock().await;
+        match tokio::time::timeout(timeout, messages.recv()).await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(WhepClientError::Closed {
+                what: "a data channel message".to_owned(),
+                state: "dropped".to_owned(),
+            }),
+            Err(_) => Err(WhepClientError::Timeout {
+                what: "a data channel message".to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Sends `DELETE` to the session resource (RFC 9725 §4.2) and returns the status,
+    /// whatever it is. The local peer connection stays open, so the gateway's side of the
+    /// teardown can be observed with [`WhepSession::wait_closed`].
+    pub async fn delete(&self) -> Result<u16, WhepClientError> {
+        let mut request = self.http.delete(self.parts.resource_url.clone());
+        if let Some(token) = &self.bearer_token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        // Read the body so the connection goes back to the pool.
+        let _ = response.bytes().await;
+        Ok(status)
+    }
+
+    /// Closes the local peer connection (DTLS close_notify, sockets released) without any
+    /// HTTP request.
+    pub async fn close(&self) {
+        if !self.closed_locally.swap(true, Ordering::AcqRel) {
+            let _ = self.pc.close().await;
+        }
+    }
+}
+
+impl Drop for WhepSession {
+    fn drop(&mut self) {
+        if self.closed_locally.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // The webrtc driver runs on the application's runtime and outlives its handle
+        // unless closed; closing needs an .await, so it is handed to the runtime.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pc = self.pc.clone();
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+/// States a connection does not leave: W3C webrtc §4.4.3 `failed` needs an ICE restart,
+/// which a WHEP viewer here never does; `closed` is final.
+fn is_terminal(state: RTCPeerConnectionState) -> bool {
+    matches!(
+        state,
+        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+    )
+}
