@@ -32,6 +32,7 @@
 mod bitrate;
 mod candidates;
 mod config;
+mod ice_server;
 mod ice_tcp;
 mod interceptor;
 mod offer;
@@ -50,6 +51,7 @@ pub use livegate_media::Codec;
 
 pub use bitrate::BitrateMeter;
 pub use config::RtcConfig;
+pub use ice_server::{IceServer, IceServerError};
 pub use offer::{MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
 pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use server::{RtcServer, ServerStats};
