@@ -37,6 +37,7 @@ mod ice_tcp;
 mod interceptor;
 mod offer;
 mod peer;
+mod reception;
 mod router;
 mod sdpfrag;
 mod server;
@@ -215,11 +216,13 @@ pub struct SessionStats {
     pub bytes_sent: u64,
     pub packets_received: u64,
     pub bytes_received: u64,
-    /// Packets the peer reported lost (inbound: counted by us).
+    /// Packets lost: of what we send, as the peer's RTCP receiver reports say (cumulative,
+    /// RFC 3550 §6.4.1, summed over tracks); of what we receive, counted by us.
     pub packets_lost: i64,
     /// Interarrival jitter of what we receive, in seconds.
     pub jitter_s: f64,
-    /// Round-trip time of the selected candidate pair, in seconds.
+    /// Round-trip time in seconds: from the peer's receiver reports (LSR/DLSR) when we send
+    /// and it has seen our sender reports, else from the selected pair's STUN checks.
     pub rtt_s: f64,
     pub nacks_sent: u64,
     pub plis_sent: u64,

@@ -25,6 +25,7 @@ use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
 use crate::config::RtcConfig;
 use crate::interceptor::DeliverRtcp;
 use crate::offer::{MediaKind, Offer, OfferError, OfferedCodec};
+use crate::reception::RemoteReception;
 use crate::{AcceptError, SendSpec, SessionRole};
 
 /// A track we send on a session.
@@ -34,6 +35,8 @@ pub(crate) struct OutTrack {
     pub(crate) payload_type: u8,
     pub(crate) ssrc: u32,
     pub(crate) next_sequence: u16,
+    /// What the peer last reported receiving of it.
+    pub(crate) reception: RemoteReception,
 }
 
 pub(crate) struct Answerer {
@@ -229,6 +232,7 @@ pub(crate) fn answer(
             payload_type,
             ssrc,
             next_sequence: rand::random(),
+            reception: RemoteReception::default(),
         });
     }
     Ok(Answerer {

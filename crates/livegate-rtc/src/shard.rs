@@ -19,6 +19,9 @@ use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -31,6 +34,7 @@ use crate::config::RtcConfig;
 use crate::ice_tcp::TcpLinks;
 use crate::offer::Offer;
 use crate::peer::{self, OutTrack};
+use crate::reception::{self, RemoteReception};
 use crate::router::{PeerAddr, Router};
 use crate::sdpfrag::{self, SdpFrag};
 use crate::server::{ice_ufrag, new_etag, Command, Counters, SessionHandle};
@@ -646,6 +650,15 @@ fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counter
         }
         RTCMessage::RtcpPacket(_, packets) => {
             for packet in packets {
+                let any = packet.as_any();
+                if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    note_receptions(session, &rr.reports);
+                    continue;
+                }
+                if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                    note_receptions(session, &sr.reports);
+                    continue;
+                }
                 let media_ssrc =
                     if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>() {
                         Some(pli.media_ssrc)
@@ -685,6 +698,28 @@ fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counter
     }
 }
 
+/// Keeps the latest reception report about each stream we send.
+fn note_receptions(session: &mut Session, reports: &[ReceptionReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    let now = reception::now_ntp_mid32();
+    for report in reports {
+        if let Some(track) = session
+            .out_tracks
+            .iter_mut()
+            .find(|t| t.ssrc == report.ssrc)
+        {
+            let latest = RemoteReception::from_report(report, now);
+            // A report before the peer saw our first SR has no RTT; keep the last one.
+            track.reception = RemoteReception {
+                rtt_s: latest.rtt_s.or(track.reception.rtt_s),
+                ..latest
+            };
+        }
+    }
+}
+
 fn session_stats(session: &mut Session) -> SessionStats {
     let report = session.pc.get_stats(Instant::now(), StatsSelector::None);
     let mut stats = SessionStats {
@@ -704,9 +739,20 @@ fn session_stats(session: &mut Session) -> SessionStats {
         stats.nacks_sent += u64::from(inbound.nack_count);
         stats.plis_sent += u64::from(inbound.pli_count);
     }
-    if let Some(pair) = report.candidate_pairs().find(|p| p.nominated) {
-        stats.rtt_s = pair.current_round_trip_time;
+    // Sending: what the peer reports of our streams (RFC 3550 §6.4.1).
+    let mut rtcp_rtt_s: Option<f64> = None;
+    for track in &session.out_tracks {
+        stats.packets_lost += track.reception.packets_lost;
+        if let Some(rtt) = track.reception.rtt_s {
+            rtcp_rtt_s = Some(rtcp_rtt_s.map_or(rtt, |r| r.max(rtt)));
+        }
     }
+    // The media path's RTT when the peer reports one, else that of our STUN consent checks.
+    stats.rtt_s = match (rtcp_rtt_s, report.candidate_pairs().find(|p| p.nominated)) {
+        (Some(rtt), _) => rtt,
+        (None, Some(pair)) => pair.current_round_trip_time,
+        (None, None) => 0.0,
+    };
     let now = Instant::now();
     stats.bitrate_in_bps = session.bitrate_in.update(now, stats.bytes_received);
     stats.bitrate_out_bps = session.bitrate_out.update(now, stats.bytes_sent);

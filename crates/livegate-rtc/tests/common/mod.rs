@@ -69,6 +69,8 @@ pub struct Observed {
     /// RTP packets received, as a watch so tests await a count instead of polling.
     pub rtp_packets: watch::Sender<u64>,
     pub rtp_bytes: AtomicU64,
+    /// The remote tracks, as they open.
+    pub tracks: watch::Sender<Vec<Arc<dyn TrackRemote>>>,
 }
 
 impl Default for Observed {
@@ -76,6 +78,7 @@ impl Default for Observed {
         Observed {
             rtp_packets: watch::Sender::new(0),
             rtp_bytes: AtomicU64::new(0),
+            tracks: watch::Sender::new(Vec::new()),
         }
     }
 }
@@ -100,6 +103,7 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let observed = self.observed.clone();
+        observed.tracks.send_modify(|t| t.push(track.clone()));
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
