@@ -14,7 +14,7 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -80,20 +80,42 @@ fn choose_h264<'a>(
             c.codec() == Some(Codec::H264) && c.fmtp_param("packetization-mode") == Some("1")
         })
     };
-    let profile = profile_level_id.and_then(|p| p.get(..4));
-    profile
-        .and_then(|profile| {
-            usable().find(|c| {
-                c.fmtp_param("profile-level-id")
-                    .and_then(|p| p.get(..4))
-                    .is_some_and(|p| p.eq_ignore_ascii_case(profile))
-            })
+    // Profile and constraints first (`42e0` is constrained baseline), then the profile
+    // alone: a High stream's SPS says `6400` while browsers offer `640c`.
+    let offered_prefix = |c: &OfferedCodec, len: usize, wanted: &str| {
+        c.fmtp_param("profile-level-id")
+            .and_then(|p| p.get(..len))
+            .is_some_and(|p| wanted.get(..len).is_some_and(|w| p.eq_ignore_ascii_case(w)))
+    };
+    profile_level_id
+        .and_then(|wanted| {
+            usable()
+                .find(|c| offered_prefix(c, 4, wanted))
+                .or_else(|| usable().find(|c| offered_prefix(c, 2, wanted)))
         })
         .or_else(|| usable().next())
 }
 
+/// The offered H.264 format with the level of the stream we send (RFC 6184 §8.1: the answer's
+/// `profile-level-id` describes what the answerer sends). Profile and constraint bytes stay
+/// the offer's, which is how rtc pairs the answer with the offer.
+fn with_stream_level(offered: &OfferedCodec, profile_level_id: Option<&str>) -> OfferedCodec {
+    let mut codec = offered.clone();
+    let (Some(offered_id), Some(level)) = (
+        offered.fmtp_param("profile-level-id"),
+        profile_level_id.and_then(|p| p.get(4..6)),
+    ) else {
+        return codec;
+    };
+    if let Some(prefix) = offered_id.get(..4) {
+        let answered = format!("{prefix}{level}");
+        codec.fmtp = offered.fmtp.replace(offered_id, &answered);
+    }
+    codec
+}
+
 /// The offered codecs we will use, per media section kind.
-fn chosen_codecs<'a>(offer: &'a Offer, role: &SessionRole) -> Vec<&'a OfferedCodec> {
+fn chosen_codecs(offer: &Offer, role: &SessionRole) -> Vec<OfferedCodec> {
     let mut chosen = Vec::new();
     for section in &offer.media {
         match (role, section.kind) {
@@ -105,20 +127,22 @@ fn chosen_codecs<'a>(offer: &'a Offer, role: &SessionRole) -> Vec<&'a OfferedCod
                     .filter(|c| {
                         c.codec() != Some(Codec::H264)
                             || c.fmtp_param("packetization-mode").is_some()
-                    }),
+                    })
+                    .cloned(),
             ),
             (SessionRole::Send(spec), MediaKind::Video) if spec.tracks.contains(&Codec::H264) => {
-                chosen.extend(choose_h264(
-                    &section.codecs,
-                    spec.h264_profile_level_id.as_deref(),
-                ))
+                chosen.extend(
+                    choose_h264(&section.codecs, spec.h264_profile_level_id.as_deref())
+                        .map(|c| with_stream_level(c, spec.h264_profile_level_id.as_deref())),
+                )
             }
             (SessionRole::Send(spec), MediaKind::Audio) if spec.tracks.contains(&Codec::Opus) => {
                 chosen.extend(
                     section
                         .codecs
                         .iter()
-                        .find(|c| c.codec() == Some(Codec::Opus)),
+                        .find(|c| c.codec() == Some(Codec::Opus))
+                        .cloned(),
                 )
             }
             _ => {}
@@ -168,11 +192,7 @@ pub(crate) fn answer(
         // Browsers hide host IPs behind .local names; resolving them would send multicast
         // queries from a server. Peer-reflexive candidates learned from their checks suffice.
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        // `a=setup:passive`: the viewer's DTLS client sends its ClientHello as soon as its
-        // ICE is writable. As DTLS client ourselves, Chromium answered our ClientHello only
-        // ~190 ms later, which was most of a viewer's time to first frame (42 vs 235 ms
-        // median in tests/browser/whep-play.mjs).
-        .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
+        .with_answering_dtls_role(answering_dtls_role(offer_sdp))
         .with_ice_timeouts(
             Some(config.disconnected_timeout),
             Some(config.failed_timeout),
@@ -247,7 +267,7 @@ pub(crate) fn answer(
 fn add_send_tracks(
     pc: &mut RTCPeerConnection,
     spec: &SendSpec,
-    chosen: &[&OfferedCodec],
+    chosen: &[OfferedCodec],
 ) -> Result<Vec<(Codec, RTCRtpSenderId, u32)>, AcceptError> {
     let mut added = Vec::new();
     for &codec in &spec.tracks {
@@ -288,5 +308,84 @@ fn deactivate_unused_transceivers(pc: &mut RTCPeerConnection, used: &[RTCRtpSend
                 transceiver.set_direction(RTCRtpTransceiverDirection::Inactive);
             }
         }
+    }
+}
+
+/// Our DTLS role (RFC 5763 §5). We prefer `a=setup:passive`: the peer's DTLS client sends
+/// its ClientHello as soon as its ICE is writable, whereas as DTLS client ourselves Chromium
+/// answered our ClientHello only ~190 ms later, most of a viewer's time to first frame (42 vs
+/// 235 ms median in tests/browser/whep-play.mjs). An offer that insists on being passive
+/// itself (RFC 8842 wants `actpass`, but some peers do) gets `active`: rtc would answer
+/// passive regardless, and two DTLS servers wait for each other forever.
+fn answering_dtls_role(offer_sdp: &str) -> RTCDtlsRole {
+    let offer_is_passive = offer_sdp
+        .lines()
+        .any(|line| line.trim_end() == "a=setup:passive");
+    if offer_is_passive {
+        RTCDtlsRole::Client
+    } else {
+        RTCDtlsRole::Server
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h264(payload_type: u8, profile_level_id: &str) -> OfferedCodec {
+        OfferedCodec {
+            payload_type,
+            name: "H264".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            fmtp: format!(
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
+            ),
+            rtcp_feedback: vec![],
+        }
+    }
+
+    #[test]
+    fn the_stream_profile_picks_the_format_and_its_level_goes_in_the_answer() {
+        let offered = [
+            h264(102, "42e01f"),
+            h264(104, "42001f"),
+            h264(106, "640c1f"),
+        ];
+        let pick = |sps| choose_h264(&offered, sps).map(|c| c.payload_type);
+        assert_eq!(
+            pick(Some("42e00d")),
+            Some(102),
+            "exact profile and constraints"
+        );
+        assert_eq!(pick(Some("42000d")), Some(104));
+        assert_eq!(pick(Some("64000d")), Some(106), "High by profile alone");
+        assert_eq!(
+            pick(Some("4d0028")),
+            Some(102),
+            "Main not offered: the first"
+        );
+        assert_eq!(pick(None), Some(102));
+
+        let answered = with_stream_level(&offered[2], Some("64000d"));
+        assert_eq!(answered.fmtp_param("profile-level-id"), Some("640c0d"));
+        assert_eq!(answered.fmtp_param("packetization-mode"), Some("1"));
+        assert_eq!(with_stream_level(&offered[0], None), offered[0]);
+    }
+
+    #[test]
+    fn an_offer_that_wants_to_be_dtls_server_makes_us_the_client() {
+        assert_eq!(
+            answering_dtls_role("a=setup:actpass\r\n"),
+            RTCDtlsRole::Server
+        );
+        assert_eq!(
+            answering_dtls_role("a=setup:active\r\n"),
+            RTCDtlsRole::Server
+        );
+        assert_eq!(
+            answering_dtls_role("a=setup:passive\r\n"),
+            RTCDtlsRole::Client
+        );
     }
 }

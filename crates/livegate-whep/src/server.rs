@@ -270,9 +270,18 @@ impl WhepServer {
 
     /// Ends a session (HTTP DELETE). `false` when there is no such session of `stream`.
     pub async fn stop(&self, stream: &StreamKey, id: ResourceId) -> bool {
-        let Some(entry) = self.session(stream, id) else {
+        // Removed here, not when the task winds down, so a second DELETE is already a 404.
+        let entry = {
+            let mut table = self.inner.table.lock();
+            match table.sessions.get(&id) {
+                Some(entry) if entry.stream == *stream => table.sessions.remove(&id),
+                _ => None,
+            }
+        };
+        let Some(entry) = entry else {
             return false;
         };
+        self.inner.metrics.sessions_active.dec();
         entry.cancel.cancel();
         // The task sees the cancel and closes the peer connection; closing here as well
         // makes DELETE return only once the close_notify is on its way.
