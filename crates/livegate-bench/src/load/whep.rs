@@ -263,7 +263,7 @@ async fn open_one(
 fn failure_label(error: &WhepClientError) -> String {
     match error {
         WhepClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
-        WhepClientError::Timeout { .. } => "not connected in time".to_owned(),
+        WhepClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
         WhepClientError::Closed { state, .. } => format!("connection {state}"),
         WhepClientError::Http(e) if e.is_timeout() => "HTTP request timed out".to_owned(),
         WhepClientError::Http(e) if e.is_connect() => "HTTP connection failed".to_owned(),
@@ -302,7 +302,7 @@ async fn tear_down(viewers: Vec<Viewer>) -> Vec<(bool, Option<u16>)> {
     let count = viewers.len();
     for (position, viewer) in viewers.into_iter().enumerate() {
         tasks.spawn(async move {
-            let closed = viewer.session.is_closed().await;
+            let closed = viewer.session.closed_reason().is_some();
             let status = viewer.session.delete().await.ok();
             viewer.session.close().await;
             (position, closed, status)

@@ -1,21 +1,14 @@
 //! Making a session: offer, POST, answer (draft-ietf-wish-whep §4.1, RFC 9725 §4.2).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, LINK, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use super::peer::{self, Observed};
+use super::peer::{Observed, Peer};
 use super::session::{SessionParts, WhepSession};
 use super::{http, sdp, WhepClientError, WhepOptions};
-
-/// Candidate gathering on the viewer's own sockets is local work; this bounds a stuck one.
-const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts WHEP sessions. Cheap to clone; clones share one HTTP connection pool, so a load
 /// run's POSTs reuse kept-alive connections instead of opening hundreds.
@@ -32,8 +25,8 @@ impl WhepClient {
 
     /// Offers to receive from the WHEP endpoint `url` and applies the answer.
     ///
-    /// The offer is complete (gathering finished, candidates included, no trickle); it is
-    /// POSTed as `application/sdp`, and on `201 Created` the answer is applied and the
+    /// The offer is complete (our one host candidate and end-of-candidates, no trickle); it
+    /// is POSTed as `application/sdp`, and on `201 Created` the answer is applied and the
     /// session returned, still connecting: await [`WhepSession::wait_connected`] or a frame
     /// wait. Any other status is [`WhepClientError::Status`] with the gateway's reason.
     ///
@@ -60,32 +53,14 @@ impl WhepClient {
                 "{url}: only http:// is supported (built without TLS)"
             )));
         }
-        let (observed, messages) = Observed::new(options.frame_log_limit);
-        let pc = peer::build(bind_addr(options), observed.clone()).await?;
-        match self.negotiate(&pc, &observed, &endpoint, options).await {
-            Ok(parts) => Ok(WhepSession::new(
-                parts,
-                pc,
-                observed,
-                messages,
-                self.http.clone(),
-                options.bearer_token.clone(),
-            )),
-            Err(e) => {
-                let _ = pc.close().await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn negotiate(
-        &self,
-        pc: &Arc<dyn PeerConnection>,
-        observed: &Arc<Observed>,
-        endpoint: &Url,
-        options: &WhepOptions,
-    ) -> Result<SessionParts, WhepClientError> {
-        let offer_sdp = make_offer(pc, observed, options).await?;
+        let bind = bind_addr(&endpoint, options).await?;
+        let mut peer = Peer::bind(bind).await?;
+        let offer_sdp = peer.offer(options)?;
+        let offer_sdp = if options.strip_candidates {
+            sdp::without_candidates(&offer_sdp)
+        } else {
+            offer_sdp
+        };
         let body = match &options.offer_transform {
             Some(transform) => transform(offer_sdp.clone()),
             None => offer_sdp.clone(),
@@ -111,34 +86,35 @@ impl WhepClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let body = response.text().await?;
+        let answer_sdp = response.text().await?;
         if status != StatusCode::CREATED {
             return Err(WhepClientError::Status {
                 status: status.as_u16(),
-                reason: http::reason_line(&body),
+                reason: http::reason_line(&answer_sdp),
                 retry_after: header(RETRY_AFTER),
             });
         }
         let location = header(LOCATION)
             .ok_or_else(|| WhepClientError::Protocol("no Location header".to_owned()))?;
         let resource_url =
-            http::resolve_location(endpoint, &location).map_err(WhepClientError::Protocol)?;
-        if !body.starts_with("v=0") {
+            http::resolve_location(&endpoint, &location).map_err(WhepClientError::Protocol)?;
+        if !answer_sdp.starts_with("v=0") {
             return Err(WhepClientError::Protocol(format!(
                 "the body is not an SDP answer: {}",
-                http::reason_line(&body)
+                http::reason_line(&answer_sdp)
             )));
         }
 
         let (applied, removed_candidates) = if options.loopback_only {
-            sdp::loopback_candidates_only(&body)
+            sdp::loopback_candidates_only(&answer_sdp)
         } else {
-            (body.clone(), 0)
+            (answer_sdp.clone(), 0)
         };
-        pc.set_remote_description(RTCSessionDescription::answer(applied)?)
-            .await?;
+        peer.apply_answer(applied)?;
+        let (observed, messages) = Observed::new(options.frame_log_limit);
+        let handle = peer.spawn(observed.clone());
 
-        Ok(SessionParts {
+        let parts = SessionParts {
             location,
             resource_url,
             etag: header(ETAG),
@@ -147,71 +123,61 @@ impl WhepClient {
                 .iter()
                 .filter_map(|v| v.to_str().ok().map(str::to_owned))
                 .collect(),
-            sends_video: sdp::answer_sends(&body, "video"),
+            sends_video: sdp::answer_sends(&answer_sdp, "video"),
             offer_sdp,
-            answer_sdp: body,
+            answer_sdp,
             removed_candidates,
             posted_at,
-        })
-    }
-}
-
-/// Recvonly transceivers (and the data channel) in the order the options list them, then
-/// the offer once gathering is complete, so it carries every candidate.
-async fn make_offer(
-    pc: &Arc<dyn PeerConnection>,
-    observed: &Arc<Observed>,
-    options: &WhepOptions,
-) -> Result<String, WhepClientError> {
-    let kinds = [
-        (options.video, RtpCodecKind::Video),
-        (options.audio, RtpCodecKind::Audio),
-    ];
-    for (_, kind) in kinds.into_iter().filter(|(wanted, _)| *wanted) {
-        pc.add_transceiver_from_kind(
-            kind,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await?;
-    }
-    if options.data_channel {
-        let channel = pc
-            .create_data_channel(peer::DATA_CHANNEL_LABEL, None)
-            .await?;
-        tokio::spawn(peer::receive_messages(channel, observed.clone()));
-    }
-    let offer = pc.create_offer(None).await?;
-    pc.set_local_description(offer).await?;
-    let mut gathered = observed.gathered.subscribe();
-    tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done))
-        .await
-        .map_err(|_| WhepClientError::Timeout {
-            what: "ICE candidate gathering".to_owned(),
-            timeout: GATHER_TIMEOUT,
-        })?
-        .map_err(|_| WhepClientError::Protocol("peer connection dropped".to_owned()))?;
-    let sdp = pc
-        .local_description()
-        .await
-        .ok_or_else(|| WhepClientError::Protocol("no local description".to_owned()))?
-        .sdp;
-    Ok(if options.strip_candidates {
-        sdp::without_candidates(&sdp)
-    } else {
-        sdp
-    })
-}
-
-fn bind_addr(options: &WhepOptions) -> SocketAddr {
-    options.udp_bind.unwrap_or_else(|| {
-        let ip = if options.loopback_only {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         };
-        SocketAddr::new(ip, 0)
-    })
+        Ok(WhepSession::new(
+            parts,
+            handle,
+            observed,
+            messages,
+            self.http.clone(),
+            options.bearer_token.clone(),
+        ))
+    }
+}
+
+/// The viewer's socket address. It must be a concrete IP, because it is also the host
+/// candidate: loopback (of the URL's family) when `loopback_only`, otherwise the address
+/// this host would use to reach the URL's host (a connected UDP socket sends nothing).
+async fn bind_addr(endpoint: &Url, options: &WhepOptions) -> Result<SocketAddr, WhepClientError> {
+    if let Some(bind) = options.udp_bind {
+        return Ok(bind);
+    }
+    let host = endpoint
+        .host_str()
+        .ok_or_else(|| WhepClientError::Url(format!("{endpoint}: no host")))?;
+    let literal: Option<IpAddr> = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok();
+    if options.loopback_only {
+        let ip = match literal {
+            Some(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        return Ok(SocketAddr::new(ip, 0));
+    }
+    let port = endpoint.port_or_known_default().unwrap_or(80);
+    let target = match literal {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| WhepClientError::Url(format!("{endpoint}: {e}")))?
+            .next()
+            .ok_or_else(|| WhepClientError::Url(format!("{endpoint}: no address")))?,
+    };
+    let unspecified: IpAddr = match target {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let probe = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
+        .and_then(|socket| socket.connect(target).map(|()| socket))
+        .and_then(|socket| socket.local_addr())
+        .map_err(|e| WhepClientError::Url(format!("{endpoint}: no route: {e}")))?;
+    Ok(SocketAddr::new(probe.ip(), 0))
 }

@@ -8,9 +8,9 @@ pub enum WhepClientError {
     /// The URL cannot be parsed or is not `http://` (this client has no TLS).
     #[error("not a usable WHEP URL: {0}")]
     Url(String),
-    /// The local peer connection failed (building it, the offer, applying the answer).
+    /// The local peer connection failed (its socket, the offer, applying the answer).
     #[error("WebRTC: {0}")]
-    WebRtc(#[from] webrtc::error::Error),
+    WebRtc(#[from] super::peer::PeerError),
     /// The request did not complete: connection refused, reset, request timeout.
     #[error("HTTP: {0}")]
     Http(#[from] reqwest::Error),

@@ -1,5 +1,6 @@
 //! A WHEP viewer (draft-ietf-wish-whep; the resource model of WHIP, RFC 9725) on the async
-//! `webrtc` crate, for tests and load runs against livegate.
+//! `rtc` sans-I/O core (the one the `webrtc` crate wraps) with its own per-viewer event loop,
+//! for tests and load runs against livegate.
 //!
 //! [`WhepClient::play`] makes a complete recvonly offer (H.264 packetization-mode=1 and
 //! Opus), POSTs it and applies the answer; the [`WhepSession`] it returns counts what
@@ -43,5 +44,6 @@ pub use client::WhepClient;
 pub use error::WhepClientError;
 pub use http::retry_after_delay;
 pub use options::{OfferTransform, WhepOptions};
+pub use peer::PeerError;
 pub use receive::{FrameRecord, KindStats};
 pub use session::{SessionStats, WhepSession};

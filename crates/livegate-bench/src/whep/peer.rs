@@ -1,29 +1,60 @@
-//! The viewer's peer connection on the async `webrtc` crate, and the tasks that account for
-//! what it receives.
+//! The viewer's peer connection on the `rtc` sans-I/O core, driven by its own event loop:
+//! one task and one UDP socket per viewer, and the accounting of what it receives.
 //!
-//! Concurrency: the `webrtc` driver calls [`ViewerEvents`] on its own task; each remote track
-//! gets one receive task that owns the packet loop and locks its [`TrackShared::account`]
-//! for a few instructions per packet. Readers ([`crate::whep::WhepSession`]) take the same
-//! lock briefly for a snapshot, or await the watches, which only move forward. Nothing on
-//! the packet path allocates, logs or reads the clock (except once, for the first frame).
+//! Why not the async `webrtc` crate: its driver (0.21.1) feeds a burst of up to 64 ready
+//! datagrams to the core before it pumps events, and the core installs its SRTP keys only
+//! when events are pumped. livegate answers as DTLS server (`a=setup:passive`) and sends the
+//! GOP cache right behind its Finished, so that burst was dropped ("remote_srtp_context is
+//! not set yet"): 41 of 48 viewers started on a P-frame, which a browser never does. This
+//! loop pumps after every datagram.
+//!
+//! The loop's contract with `rtc` (`sansio::Protocol`):
+//!
+//! | input | call | then |
+//! |---|---|---|
+//! | a datagram | `handle_read` | `poll_event`, `poll_read` until empty (keys, tracks, RTP) |
+//! | the deadline of `poll_timeout` | `handle_timeout` | the same |
+//! | [`PeerHandle`] closed or dropped | `close` | `poll_write` (DTLS close_notify), exit |
+//! | every turn | `poll_write` until empty | send each to its peer address |
+//!
+//! It ends by itself when the connection fails, closes, or the gateway's DTLS close_notify
+//! arrives; [`Observed::ended`] says which.
+//!
+//! Concurrency: the loop alone owns the peer connection. It locks a kind's
+//! [`TrackShared::account`] for a few instructions per RTP packet; readers lock it as briefly
+//! for a snapshot, or await the watches, which only move forward. The packet path allocates
+//! nothing of ours: datagrams are read into 64 KiB chunks split per datagram (the core takes
+//! an owned buffer), and the clock is read once per datagram because the core asks for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use parking_lot::Mutex;
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
-use tokio::sync::{mpsc, watch};
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState, Registry,
-    SettingEngineBuilder,
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsTransportState, RTCIceCandidate,
+    RTCIceCandidateInit,
 };
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error as RtcError;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::receive::{PacketView, TrackAccount, TrackKind};
+use super::WhepOptions;
 
 /// H.264 profiles offered, each as its own payload type: constrained baseline 3.1, baseline
 /// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first.
@@ -32,7 +63,17 @@ const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// Text messages kept until read; more are dropped (newest first) rather than grow memory.
 const DATA_MESSAGE_BACKLOG: usize = 1024;
 /// Label of the data channel the viewer opens.
-pub(crate) const DATA_CHANNEL_LABEL: &str = "livegate";
+const DATA_CHANNEL_LABEL: &str = "livegate";
+/// Receive buffer chunk: datagrams are split off it, so one allocation serves dozens.
+const RECV_CHUNK: usize = 64 * 1024;
+/// Room kept free for the next datagram (above any path MTU a WebRTC peer uses).
+const MAX_DATAGRAM: usize = 2048;
+/// Ready datagrams handled per wake-up before timers and commands get a turn.
+const RECV_BURST: usize = 64;
+/// Pacing of ICE connectivity checks; see where it is set.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Sleep when the core has no deadline (it always has one once ICE runs).
+const IDLE: Duration = Duration::from_secs(1);
 
 /// One kind's account and its progress watch (frames for video, packets for audio).
 pub(crate) struct TrackShared {
@@ -49,17 +90,15 @@ impl TrackShared {
     }
 }
 
-/// Everything the peer connection's callbacks and tasks report to the session.
+/// Everything the loop reports to the session.
 pub(crate) struct Observed {
     pub(crate) video: TrackShared,
     pub(crate) audio: TrackShared,
     pub(crate) state: watch::Sender<RTCPeerConnectionState>,
     /// When the connection state first became `connected`.
     pub(crate) connected_at: Mutex<Option<Instant>>,
-    pub(crate) gathered: watch::Sender<bool>,
-    /// Set when a data channel closes, which is also how a peer's DTLS close_notify shows
-    /// on sessions with a data channel (rtc closes every channel with the transport).
-    pub(crate) data_channel_closed: watch::Sender<bool>,
+    /// Why the loop ended, once it has.
+    pub(crate) ended: watch::Sender<Option<&'static str>>,
     messages: mpsc::Sender<String>,
 }
 
@@ -71,62 +110,330 @@ impl Observed {
             audio: TrackShared::new(TrackKind::Audio, log_limit),
             state: watch::Sender::new(RTCPeerConnectionState::New),
             connected_at: Mutex::new(None),
-            gathered: watch::Sender::new(false),
-            data_channel_closed: watch::Sender::new(false),
+            ended: watch::Sender::new(None),
             messages,
         });
         (observed, received)
     }
+
+    fn end(&self, why: &'static str) {
+        self.ended.send_if_modified(|ended| {
+            let first = ended.is_none();
+            if first {
+                *ended = Some(why);
+            }
+            first
+        });
+    }
 }
 
-struct ViewerEvents {
+/// A peer connection being negotiated: built, bound, not yet running.
+pub(crate) struct Peer {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+}
+
+impl Peer {
+    /// Binds the viewer's socket on `bind` (a concrete IP: it is also the host candidate,
+    /// and `rtc` accepts packets only on a candidate's address) and builds the connection
+    /// with our codecs and the default interceptors (NACK, receiver reports, TWCC feedback:
+    /// what a browser player sends back).
+    pub(crate) async fn bind(bind: SocketAddr) -> Result<Peer, PeerError> {
+        let socket = UdpSocket::bind(bind).await?;
+        let local_addr = socket.local_addr()?;
+
+        let mut media_engine = MediaEngine::default();
+        for (payload_type, profile) in H264_PROFILES {
+            media_engine.register_codec(h264(payload_type, profile), RtpCodecKind::Video)?;
+        }
+        media_engine.register_codec(opus(), RtpCodecKind::Audio)?;
+        // Codecs first: registering feedback patches only codecs already registered.
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let settings = SettingEngineBuilder::new()
+            // The gateway's candidates are IPs; nothing to resolve, no multicast to send.
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            // RFC 8445 §14.2's Ta of 50 ms, as browsers pace their checks; rtc's default of
+            // 200 ms would add up to that much to every measured time to first frame.
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), None)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())?;
+
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local_addr.ip().to_string(),
+                port: local_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+        // The empty candidate ends gathering: the offer is complete (no trickle).
+        pc.add_local_candidate(RTCIceCandidateInit::default())?;
+        Ok(Peer {
+            pc,
+            socket,
+            local_addr,
+        })
+    }
+
+    /// The recvonly offer (video, audio, data channel as the options ask), applied locally.
+    pub(crate) fn offer(&mut self, options: &WhepOptions) -> Result<String, PeerError> {
+        let kinds = [
+            (options.video, RtpCodecKind::Video),
+            (options.audio, RtpCodecKind::Audio),
+        ];
+        for (_, kind) in kinds.into_iter().filter(|(wanted, _)| *wanted) {
+            self.pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )?;
+        }
+        if options.data_channel {
+            self.pc.create_data_channel(DATA_CHANNEL_LABEL, None)?;
+        }
+        let offer = self.pc.create_offer(None)?;
+        self.pc.set_local_description(Instant::now(), offer)?;
+        let local = self
+            .pc
+            .local_description()
+            .ok_or(PeerError::NoLocalDescription)?;
+        Ok(local.sdp)
+    }
+
+    pub(crate) fn apply_answer(&mut self, sdp: String) -> Result<(), PeerError> {
+        self.pc
+            .set_remote_description(Instant::now(), RTCSessionDescription::answer(sdp)?)?;
+        Ok(())
+    }
+
+    /// Starts the loop; it runs until the connection ends or the handle is closed or dropped.
+    pub(crate) fn spawn(self, observed: Arc<Observed>) -> PeerHandle {
+        let (commands, received) = mpsc::channel(1);
+        let driver = Driver {
+            pc: self.pc,
+            socket: self.socket,
+            local_addr: self.local_addr,
+            observed,
+            kinds: Vec::with_capacity(2),
+            published: [0; 2],
+            recv_buf: BytesMut::with_capacity(RECV_CHUNK),
+        };
+        tokio::spawn(driver.run(received));
+        PeerHandle { commands }
+    }
+}
+
+/// Why a peer connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{0}")]
+    Rtc(#[from] RtcError),
+    #[error("UDP socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no local description after applying the offer")]
+    NoLocalDescription,
+}
+
+/// Closes the loop: explicitly with [`PeerHandle::close`], or by being dropped.
+pub(crate) struct PeerHandle {
+    commands: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl PeerHandle {
+    /// Closes the peer connection (DTLS close_notify sent) and waits until the loop ended.
+    pub(crate) async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(done).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+struct Driver {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
     observed: Arc<Observed>,
+    /// SSRC → kind, from each track's opening (two entries at most).
+    kinds: Vec<(u32, TrackKind)>,
+    /// Progress last published on each kind's watch (video, audio).
+    published: [u64; 2],
+    recv_buf: BytesMut,
 }
 
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for ViewerEvents {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.observed.gathered.send_replace(true);
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<oneshot::Sender<()>>) {
+        let sleep = tokio::time::sleep(IDLE);
+        tokio::pin!(sleep);
+        let mut closed_by: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.flush().await;
+            if self.observed.ended.borrow().is_some() {
+                break;
+            }
+            let now = Instant::now();
+            match self.pc.poll_timeout() {
+                Some(at) if at <= now => {
+                    let _ = self.pc.handle_timeout(now);
+                    self.pump();
+                    continue;
+                }
+                Some(at) => sleep.as_mut().reset(at.into()),
+                None => sleep.as_mut().reset((now + IDLE).into()),
+            }
+            if self.recv_buf.capacity() < MAX_DATAGRAM {
+                self.recv_buf.reserve(RECV_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                command = commands.recv() => {
+                    closed_by = command;
+                    break;
+                }
+                received = self.socket.recv_buf_from(&mut self.recv_buf) => {
+                    if let Ok((_, from)) = received {
+                        self.on_datagram(from);
+                        self.drain_ready();
+                    }
+                    // Errors are ICMP echoes of our own sends (port unreachable once the
+                    // gateway is gone): ICE's timers decide what they mean.
+                }
+                () = &mut sleep => {
+                    let _ = self.pc.handle_timeout(Instant::now());
+                    self.pump();
+                }
+            }
+        }
+        let _ = self.pc.close();
+        self.pump();
+        self.flush().await;
+        self.observed.end("closed by the viewer");
+        self.observed
+            .state
+            .send_replace(RTCPeerConnectionState::Closed);
+        if let Some(done) = closed_by {
+            let _ = done.send(());
         }
     }
 
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if state == RTCPeerConnectionState::Connected {
+    /// Handles datagrams already queued on the socket without another trip through the
+    /// select, each pumped on its own.
+    fn drain_ready(&mut self) {
+        for _ in 0..RECV_BURST {
+            if self.recv_buf.capacity() < MAX_DATAGRAM {
+                self.recv_buf.reserve(RECV_CHUNK);
+            }
+            match self.socket.try_recv_buf_from(&mut self.recv_buf) {
+                Ok((_, from)) => self.on_datagram(from),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr) {
+        let message = self.recv_buf.split();
+        // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a close_notify would be.
+        let dtls = matches!(message.first(), Some(20..=63));
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message,
+        });
+        // Before the next datagram: this is what installs the SRTP keys right after the
+        // DTLS handshake completes, so the media behind the Finished is not dropped.
+        self.pump();
+        if dtls && self.dtls_closed() {
+            // The W3C connection-state rules count a closed DTLS transport as connected,
+            // so the gateway's close_notify shows only here.
             self.observed
-                .connected_at
-                .lock()
-                .get_or_insert_with(Instant::now);
+                .end("closed by the gateway (DTLS close_notify)");
         }
-        self.observed.state.send_replace(state);
     }
 
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        tokio::spawn(receive_track(track, self.observed.clone()));
+    fn pump(&mut self) {
+        while let Some(event) = self.pc.poll_event() {
+            self.on_event(event);
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            self.on_message(message);
+        }
     }
 
-    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
-        // Channels the gateway opens; our own channel is read by the task started with it.
-        tokio::spawn(receive_messages(channel, self.observed.clone()));
+    async fn flush(&mut self) {
+        while let Some(out) = self.pc.poll_write() {
+            // A failed send is a lost datagram, which ICE and DTLS retransmission absorb.
+            let _ = self
+                .socket
+                .send_to(&out.message, out.transport.peer_addr)
+                .await;
+        }
     }
-}
 
-/// The per-track packet loop: the only per-packet code of the client.
-async fn receive_track(track: Arc<dyn TrackRemote>, observed: Arc<Observed>) {
-    let shared = match track.kind().await {
-        RtpCodecKind::Video => &observed.video,
-        RtpCodecKind::Audio => &observed.audio,
-        _ => return,
-    };
-    let mut published = 0;
-    while let Some(event) = track.poll().await {
+    fn on_event(&mut self, event: RTCPeerConnectionEvent) {
         match event {
-            TrackRemoteEvent::OnRtpPacket(packet) => {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        self.observed
+                            .connected_at
+                            .lock()
+                            .get_or_insert_with(Instant::now);
+                    }
+                    RTCPeerConnectionState::Failed => self.observed.end("failed"),
+                    RTCPeerConnectionState::Closed => self.observed.end("closed"),
+                    _ => {}
+                }
+                self.observed.state.send_replace(state);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                let kind = self
+                    .pc
+                    .rtp_receiver(init.receiver_id)
+                    .map(|receiver| receiver.track().kind());
+                let kind = match kind {
+                    Some(RtpCodecKind::Video) => TrackKind::Video,
+                    Some(RtpCodecKind::Audio) => TrackKind::Audio,
+                    _ => return,
+                };
+                self.kinds.retain(|(ssrc, _)| *ssrc != init.ssrc);
+                self.kinds.push((init.ssrc, kind));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, message: RTCMessage) {
+        match message {
+            RTCMessage::RtpPacket(_, packet) => {
+                let ssrc = packet.header.ssrc;
+                let Some(&(_, kind)) = self.kinds.iter().find(|(s, _)| *s == ssrc) else {
+                    return;
+                };
+                let (shared, slot) = match kind {
+                    TrackKind::Video => (&self.observed.video, 0),
+                    TrackKind::Audio => (&self.observed.audio, 1),
+                };
                 let frames = {
                     let mut account = shared.account.lock();
                     account.on_packet(
                         PacketView {
-                            ssrc: packet.header.ssrc,
+                            ssrc,
                             sequence_number: packet.header.sequence_number,
                             timestamp: packet.header.timestamp,
                             marker: packet.header.marker,
@@ -137,30 +444,36 @@ async fn receive_track(track: Arc<dyn TrackRemote>, observed: Arc<Observed>) {
                     account.frames()
                 };
                 // Waiters wake per frame, not per packet.
-                if frames != published {
-                    published = frames;
+                if frames != self.published[slot] {
+                    self.published[slot] = frames;
                     shared.frames.send_replace(frames);
                 }
             }
-            TrackRemoteEvent::OnEnded => break,
-            _ => {}
-        }
-    }
-}
-
-pub(crate) async fn receive_messages(channel: Arc<dyn DataChannel>, observed: Arc<Observed>) {
-    while let Some(event) = channel.poll().await {
-        match event {
-            DataChannelEvent::OnMessage(message) => {
+            RTCMessage::DataChannelMessage(_, message) => {
                 let text = String::from_utf8_lossy(&message.data).into_owned();
                 // A reader that stopped reading loses the newest messages, not memory.
-                let _ = observed.messages.try_send(text);
+                let _ = self.observed.messages.try_send(text);
             }
-            DataChannelEvent::OnClose => break,
             _ => {}
         }
     }
-    observed.data_channel_closed.send_replace(true);
+
+    /// The DTLS transport's state, through whichever handle this connection has: a media
+    /// receiver, else the SCTP transport of its data channel.
+    fn dtls_closed(&mut self) -> bool {
+        let receiver = self.pc.get_receivers().next();
+        let state = match receiver {
+            Some(id) => self
+                .pc
+                .rtp_receiver(id)
+                .and_then(|receiver| receiver.transport().map(|t| t.state())),
+            None => self.pc.sctp().map(|sctp| sctp.transport().state()),
+        };
+        matches!(
+            state,
+            Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
+        )
+    }
 }
 
 fn h264(payload_type: u8, profile_level_id: &str) -> RTCRtpCodecParameters {
@@ -189,32 +502,4 @@ fn opus() -> RTCRtpCodecParameters {
         },
         payload_type: OPUS_PAYLOAD_TYPE,
     }
-}
-
-/// A peer connection with our codecs, the default interceptors (NACK, receiver reports,
-/// TWCC feedback: what a browser player sends back) and one UDP socket on `bind`.
-pub(crate) async fn build(
-    bind: SocketAddr,
-    observed: Arc<Observed>,
-) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
-    let mut media_engine = MediaEngine::default();
-    for (payload_type, profile) in H264_PROFILES {
-        media_engine.register_codec(h264(payload_type, profile), RtpCodecKind::Video)?;
-    }
-    media_engine.register_codec(opus(), RtpCodecKind::Audio)?;
-    // Codecs first: registering feedback patches only codecs already registered.
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
-    // mDNS off: with it, each of hundreds of viewers would open a multicast socket.
-    let setting_engine = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .build();
-    let pc = PeerConnectionBuilder::new()
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(setting_engine)
-        .with_handler(Arc::new(ViewerEvents { observed }))
-        .with_udp_addrs(vec![bind])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
 }

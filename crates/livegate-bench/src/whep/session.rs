@@ -1,22 +1,16 @@
 //! A played WHEP session: its resource, what it received, and its end.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::AUTHORIZATION;
 use reqwest::Url;
-use rtc::peer_connection::transport::RTCDtlsTransportState;
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use tokio::sync::mpsc;
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
-use super::peer::{Observed, TrackShared};
+use super::peer::{Observed, PeerHandle, TrackShared};
 use super::receive::KindStats;
 use super::WhepClientError;
-
-/// How often [`WhepSession::wait_closed`] asks the DTLS transport for its state: a peer's
-/// close_notify is not an event in webrtc 0.21 (see there).
-const DTLS_STATE_POLL: Duration = Duration::from_millis(100);
 
 /// What the 201 response and the negotiation produced.
 pub(crate) struct SessionParts {
@@ -45,23 +39,24 @@ pub struct SessionStats {
 
 /// One viewer: a peer connection receiving a WHEP session, and its resource URL.
 ///
-/// Methods take `&self`; share it as `Arc<WhepSession>` to wait from several tasks. Dropping
-/// it closes the peer connection in the background (DTLS close_notify to the gateway) but
-/// does not DELETE the resource: call [`WhepSession::delete`] for that, as a player would.
+/// The peer connection runs on its own task (see the `peer` module) until it ends or the
+/// session is closed or dropped. Methods take `&self`; share it as `Arc<WhepSession>` to
+/// wait from several tasks. Dropping it closes the peer connection (DTLS close_notify to the
+/// gateway) but does not DELETE the resource: call [`WhepSession::delete`] for that, as a
+/// player would.
 pub struct WhepSession {
     parts: SessionParts,
-    pc: Arc<dyn PeerConnection>,
+    peer: PeerHandle,
     observed: Arc<Observed>,
     messages: tokio::sync::Mutex<mpsc::Receiver<String>>,
     http: reqwest::Client,
     bearer_token: Option<String>,
-    closed_locally: AtomicBool,
 }
 
 impl WhepSession {
     pub(crate) fn new(
         parts: SessionParts,
-        pc: Arc<dyn PeerConnection>,
+        peer: PeerHandle,
         observed: Arc<Observed>,
         messages: mpsc::Receiver<String>,
         http: reqwest::Client,
@@ -69,12 +64,11 @@ impl WhepSession {
     ) -> WhepSession {
         WhepSession {
             parts,
-            pc,
+            peer,
             observed,
             messages: tokio::sync::Mutex::new(messages),
             http,
             bearer_token,
-            closed_locally: AtomicBool::new(false),
         }
     }
 
@@ -119,7 +113,14 @@ impl WhepSession {
         let mut state = self.observed.state.subscribe();
         let reached = tokio::time::timeout(
             timeout,
-            state.wait_for(|s| *s == RTCPeerConnectionState::Connected || is_terminal(*s)),
+            state.wait_for(|s| {
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Connected
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed
+                )
+            }),
         )
         .await
         .map_err(|_| WhepClientError::Timeout {
@@ -176,13 +177,13 @@ impl WhepSession {
         what: &str,
     ) -> Result<(), WhepClientError> {
         let mut count = shared.frames.subscribe();
-        let mut state = self.observed.state.subscribe();
+        let mut ended = self.observed.ended.subscribe();
         let waited = tokio::time::timeout(timeout, async {
             tokio::select! {
                 biased;
                 _ = count.wait_for(|c| *c >= n) => None,
-                ended = state.wait_for(|s| is_terminal(*s)) => {
-                    Some(ended.map(|s| *s).unwrap_or(RTCPeerConnectionState::Closed))
+                why = ended.wait_for(Option::is_some) => {
+                    Some(why.ok().and_then(|why| *why).unwrap_or("closed"))
                 }
             }
         })
@@ -190,9 +191,9 @@ impl WhepSession {
         let got = *shared.frames.borrow();
         match waited {
             Ok(None) => Ok(()),
-            Ok(Some(state)) => Err(WhepClientError::Closed {
+            Ok(Some(why)) => Err(WhepClientError::Closed {
                 what: format!("{n} {what} (got {got})"),
-                state: state.to_string(),
+                state: why.to_owned(),
             }),
             Err(_) => Err(WhepClientError::Timeout {
                 what: format!("{n} {what} (got {got})"),
@@ -247,68 +248,39 @@ impl WhepSession {
     }
 
     /// Waits until the session is over from the network's side: the peer connection failed
-    /// or closed, the gateway's DTLS close_notify arrived, or a data channel closed.
-    ///
-    /// webrtc 0.21 reports a received close_notify only as the DTLS transport's state (the
-    /// W3C connection-state rules count a closed DTLS transport as still connected), so that
-    /// state is read every 100 ms while this waits; everything else is awaited.
-    pub async fn wait_closed(&self, timeout: Duration) -> Result<(), WhepClientError> {
-        let mut state = self.observed.state.subscribe();
-        let mut channel_closed = self.observed.data_channel_closed.subscribe();
-        let dtls_closed = async {
-            let Some(receiver) = self.pc.get_receivers().await.into_iter().next() else {
-                return std::future::pending().await;
-            };
-            let Ok(Some(transport)) = receiver.transport().await else {
-                return std::future::pending().await;
-            };
-            let mut tick = tokio::time::interval(DTLS_STATE_POLL);
-            loop {
-                tick.tick().await;
-                match transport.state().await {
-                    Ok(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed) | Err(_) => {
-                        return
-                    }
-                    Ok(_) => {}
-                }
-            }
-        };
-        let closed = async {
-            tokio::select! {
-                _ = state.wait_for(|s| is_terminal(*s)) => {}
-                _ = channel_closed.wait_for(|closed| *closed) => {}
-                _ = dtls_closed => {}
-            }
-        };
-        tokio::time::timeout(timeout, closed)
-            .await
-            .map_err(|_| WhepClientError::Timeout {
+    /// or closed, or the gateway's DTLS close_notify arrived (how livegate ends a session it
+    /// closes). Returns why, e.g. `"closed by the gateway (DTLS close_notify)"`.
+    pub async fn wait_closed(&self, timeout: Duration) -> Result<&'static str, WhepClientError> {
+        let mut ended = self.observed.ended.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            ended
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|why| *why)
+        })
+        .await;
+        match waited {
+            Ok(why) => Ok(why.unwrap_or("closed")),
+            Err(_) => Err(WhepClientError::Timeout {
                 what: format!(
                     "the session to close (still {})",
                     *self.observed.state.borrow()
                 ),
                 timeout,
-            })
+            }),
+        }
     }
 
-    /// Whether the session is over from the network's side now (see
-    /// [`WhepSession::wait_closed`]); one DTLS state query, no waiting.
+    /// Whether the session is over (see [`WhepSession::wait_closed`]), and why.
+    pub fn closed_reason(&self) -> Option<&'static str> {
+        *self.observed.ended.borrow()
+    }
+
+    /// Whether the session is over now (see [`WhepSession::wait_closed`]). Async only for
+    /// the callers written when it had to ask the DTLS transport; it no longer waits.
     pub async fn is_closed(&self) -> bool {
-        if is_terminal(*self.observed.state.borrow()) || *self.observed.data_channel_closed.borrow()
-        {
-            return true;
-        }
-        let Some(receiver) = self.pc.get_receivers().await.into_iter().next() else {
-            return false;
-        };
-        match receiver.transport().await {
-            Ok(Some(transport)) => matches!(
-                transport.state().await,
-                Ok(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed) | Err(_)
-            ),
-            Ok(None) => false,
-            Err(_) => true,
-        }
+        self.closed_reason().is_some()
     }
 
     /// Waits for the next text message on a data channel (oldest first).
@@ -342,36 +314,9 @@ impl WhepSession {
         Ok(status)
     }
 
-    /// Closes the local peer connection (DTLS close_notify, sockets released) without any
-    /// HTTP request.
+    /// Closes the local peer connection (DTLS close_notify sent, socket released) without
+    /// any HTTP request, and waits until it is done.
     pub async fn close(&self) {
-        if !self.closed_locally.swap(true, Ordering::AcqRel) {
-            let _ = self.pc.close().await;
-        }
+        self.peer.close().await;
     }
-}
-
-impl Drop for WhepSession {
-    fn drop(&mut self) {
-        if self.closed_locally.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // The webrtc driver runs on the application's runtime and outlives its handle
-        // unless closed; closing needs an .await, so it is handed to the runtime.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let pc = self.pc.clone();
-            runtime.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
-    }
-}
-
-/// States a connection does not leave: W3C webrtc §4.4.3 `failed` needs an ICE restart,
-/// which a WHEP viewer here never does; `closed` is final.
-fn is_terminal(state: RTCPeerConnectionState) -> bool {
-    matches!(
-        state,
-        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
-    )
 }
