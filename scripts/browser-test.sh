@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Headless Chromium (Debian's) plays livegate's test stream over WHEP: it must decode video
+# Headless Chromium (Debian's) plays livegate's test streams over WHEP: it must decode video
 # frames and receive audio samples, and DELETE must end each session. Prints the time from the
-# WHEP POST to the first decoded frame for every run and their median.
+# WHEP POST to the first decoded frame for every run and their median, for a stream with a
+# 1 s GOP and one with an 8 s GOP (the start must not wait for the next keyframe).
 #
 #   scripts/browser-test.sh [runs]        (default 3; BENCHMARKS.md uses 10 with --release)
 #   PROFILE=release scripts/browser-test.sh 10
@@ -26,7 +27,7 @@ fi
 
 log="$out/gateway.log"
 LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-  LIVE_AI_TEST_STREAM="test=$PWD/tests/fixtures/h264-baseline-opus.ts" \
+  LIVE_AI_TEST_STREAM="gop1s=$PWD/tests/fixtures/h264-baseline-opus.ts,gop8s=$PWD/tests/fixtures/long-gop.ts" \
   "$bin" >"$log" 2>&1 &
 gateway=$!
 trap 'kill $gateway 2>/dev/null || true' EXIT
@@ -42,8 +43,11 @@ done
 [[ -n $addr ]] || { echo "gateway did not start"; cat "$log"; exit 1; }
 
 status=0
-node tests/browser/whep-play.mjs --gateway "http://$addr" --stream test --runs "$runs" \
-  --audio --screenshot "$out/whep-play.png" || status=$?
+for stream in gop1s gop8s; do
+  echo "== $stream"
+  node tests/browser/whep-play.mjs --gateway "http://$addr" --stream "$stream" --runs "$runs" \
+    --audio --screenshot "$out/whep-play-$stream.png" || status=$?
+done
 if ((status)); then
   echo "browser test failed; gateway log:"
   tail -50 "$log"

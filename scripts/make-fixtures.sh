@@ -10,6 +10,8 @@
 #   video-only.ts          constrained baseline H.264, no audio
 #   audio-only.ts          stereo Opus, no video
 #   pts-wrap.ts            H.264 + Opus whose PTS starts 1 s before the 2^33 wrap (5 s long)
+#   long-gop.ts            baseline H.264 + Opus, 8 s with one IDR: a viewer's start must not
+#                          wait for the next keyframe
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fixtures"
 
@@ -31,5 +33,6 @@ ff "${audio_in[@]}" -t 2 "${opus[@]}" -vn "${ts[@]}" audio-only.ts
 ff "${video_in[@]}" "${audio_in[@]}" -t 5 "${x264[@]}" -profile:v baseline -bf 0 "${opus[@]}" "${ts[@]}" pts-wrap.src.ts
 python3 ../../scripts/shift-ts-timestamps.py pts-wrap.src.ts pts-wrap.ts $(( (1 << 33) - 90000 ))
 rm pts-wrap.src.ts
+ff "${video_in[@]}" "${audio_in[@]}" -t 8 "${x264[@]}" -g 240 -keyint_min 240 -profile:v baseline -bf 0 "${opus[@]}" "${ts[@]}" long-gop.ts
 
 ls -l ./*.ts

@@ -105,6 +105,12 @@ async function playOnce({ stream, minFrames, audio, timeoutMs }) {
     width: stats.video?.frameWidth ?? 0,
     height: stats.video?.frameHeight ?? 0,
     audioSamples: stats.audio?.totalSamplesReceived ?? 0,
+    // Mean time a frame waited in the jitter buffer: a start that replays an old GOP in real
+    // time would show here as seconds of added latency.
+    jitterBufferMs: stats.video?.jitterBufferEmittedCount
+      ? Math.round((1000 * stats.video.jitterBufferDelay) / stats.video.jitterBufferEmittedCount)
+      : null,
+    framesDropped: stats.video?.framesDropped ?? 0,
     deleteStatus: deleted.status,
   };
 }
