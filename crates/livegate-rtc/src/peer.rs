@@ -227,10 +227,14 @@ pub(crate) fn answer(
 
     let answer = pc.create_answer(None).map_err(negotiation)?;
     pc.set_local_description(now, answer).map_err(negotiation)?;
-    let answer = pc
+    let mut answer = pc
         .local_description()
         .ok_or_else(|| negotiation("no local description after answering"))?
         .sdp;
+    // rtc echoes the offer's fmtp for a matched codec; the level we send is the stream's.
+    for codec in chosen.iter().filter(|c| c.codec() == Some(Codec::H264)) {
+        answer = with_fmtp(&answer, codec);
+    }
     let ufrag =
         crate::server::ice_ufrag(&answer).ok_or_else(|| negotiation("answer has no ICE ufrag"))?;
 
@@ -311,6 +315,21 @@ fn deactivate_unused_transceivers(pc: &mut RTCPeerConnection, used: &[RTCRtpSend
     }
 }
 
+/// `sdp` with the `a=fmtp` line of `codec`'s payload type replaced by `codec`'s fmtp.
+fn with_fmtp(sdp: &str, codec: &OfferedCodec) -> String {
+    let prefix = format!("a=fmtp:{} ", codec.payload_type);
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                let ending = &line[line.trim_end().len()..];
+                format!("{prefix}{}{ending}", codec.fmtp)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
 /// Our DTLS role (RFC 5763 §5). We prefer `a=setup:passive`: the peer's DTLS client sends
 /// its ClientHello as soon as its ICE is writable, whereas as DTLS client ourselves Chromium
 /// answered our ClientHello only ~190 ms later, most of a viewer's time to first frame (42 vs
@@ -371,6 +390,15 @@ mod tests {
         assert_eq!(answered.fmtp_param("profile-level-id"), Some("640c0d"));
         assert_eq!(answered.fmtp_param("packetization-mode"), Some("1"));
         assert_eq!(with_stream_level(&offered[0], None), offered[0]);
+
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 106\r\na=fmtp:106 packetization-mode=1;profile-level-id=640c1f\r\na=fmtp:111 minptime=10\r\n";
+        assert_eq!(
+            with_fmtp(sdp, &answered),
+            format!(
+                "m=video 9 UDP/TLS/RTP/SAVPF 106\r\na=fmtp:106 {}\r\na=fmtp:111 minptime=10\r\n",
+                answered.fmtp
+            )
+        );
     }
 
     #[test]
