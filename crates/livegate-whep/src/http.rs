@@ -187,10 +187,15 @@ async fn patch_session(
     respond(result.await)
 }
 
-async fn endpoint_options() -> Response {
+/// RFC 9725 §4.4: the ICE servers are announced on OPTIONS too, so a client can set up its
+/// peer connection before it makes its offer.
+async fn endpoint_options(State(server): State<WhepServer>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.insert(ACCEPT_POST, SDP);
+    for link in &server.config().ice_server_links {
+        headers.append(header::LINK, link.clone());
+    }
     preflight(headers, "POST, OPTIONS");
     response
 }

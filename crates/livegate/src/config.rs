@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use livegate_pipeline::file_source::{self, FileSourceSpec};
 use livegate_pipeline::Pipeline;
+use livegate_rtc::IceServer;
 
 /// Settings of one gateway process. `livegate --help` lists them with their defaults.
 #[derive(Debug, Clone, Parser)]
@@ -58,6 +59,16 @@ pub struct Config {
         default_value = ""
     )]
     pub nat_ip: NatIps,
+
+    /// Also accept ICE over TCP (passive, RFC 6544) on the TCP port of the same number as each
+    /// WebRTC UDP port, for networks that block UDP.
+    #[arg(long, env = "LIVE_AI_ICE_TCP", value_name = "LIVE_AI_ICE_TCP", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub ice_tcp: bool,
+
+    /// STUN/TURN servers announced to WHIP/WHEP clients in `Link` headers (RFC 9725 §4.4),
+    /// comma-separated, e.g. `stun:stun.example.org:3478, turn:user:pass@turn.example.org:3478?transport=udp`.
+    #[arg(long, env = "LIVE_AI_ICE_SERVERS", value_name = "LIVE_AI_ICE_SERVERS", default_value = "", value_parser = parse_ice_servers, hide_env_values = true)]
+    pub ice_servers: IceServers,
 
     /// Answer CORS preflights and add `Access-Control-Allow-Origin: *` to every response, so
     /// browser players on other origins can use WHIP and WHEP.
@@ -208,6 +219,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// The servers of `LIVE_AI_ICE_SERVERS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceServers(pub Vec<IceServer>);
+
+fn parse_ice_servers(s: &str) -> Result<IceServers, String> {
+    IceServer::parse_list(s)
+        .map(IceServers)
+        .map_err(|e| e.to_string())
+}
+
 /// The file sources of `LIVE_AI_TEST_STREAM`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestStreams(pub Vec<FileSourceSpec>);
@@ -266,6 +287,8 @@ mod tests {
         assert_eq!(config.whep_max_sessions, 0);
         assert!(config.whep_token.is_empty());
         assert!(config.test_stream.0.is_empty());
+        assert!(!config.ice_tcp);
+        assert!(config.ice_servers.0.is_empty());
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
     }
 
@@ -300,6 +323,10 @@ mod tests {
         assert!(err.contains("`off`"), "{err}");
         let err = parse(&["--pipeline", "magic"]).unwrap_err().to_string();
         assert!(err.contains("unknown pipeline"), "{err}");
+        let err = parse(&["--ice-servers", "http://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LIVE_AI_ICE_SERVERS"), "{err}");
         let err = parse(&["--test-stream", "cam"]).unwrap_err().to_string();
         assert!(err.contains("LIVE_AI_TEST_STREAM"), "{err}");
         let err = parse(&["--shutdown-timeout", "soon"])

@@ -63,6 +63,7 @@ impl Gateway {
             };
             let mut rtc_config = RtcConfig::new(bind);
             rtc_config.advertised_ips = config.nat_ip.0.clone();
+            rtc_config.ice_tcp = config.ice_tcp;
             let server = RtcServer::bind(rtc_config)
                 .await
                 .with_context(|| format!("{variable}: cannot bind UDP {bind}"))?;
@@ -91,6 +92,7 @@ impl Gateway {
                         .then_some(config.whep_max_sessions),
                     token: (!config.whep_token.is_empty())
                         .then(|| BearerToken::new(config.whep_token.clone())),
+                    ice_server_links: ice_server_links(config)?,
                     ..WhepConfig::default()
                 };
                 Some(WhepServer::new(
@@ -216,4 +218,17 @@ async fn start_test_streams(
         }));
     }
     Ok(tasks)
+}
+
+/// One `Link` header value per configured ICE server.
+fn ice_server_links(config: &Config) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+    config
+        .ice_servers
+        .0
+        .iter()
+        .map(|server| {
+            axum::http::HeaderValue::from_str(&server.link_header_value())
+                .context("LIVE_AI_ICE_SERVERS: a server does not fit in an HTTP header")
+        })
+        .collect()
 }

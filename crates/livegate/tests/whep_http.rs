@@ -79,7 +79,13 @@ async fn wait_for_metric(base: &str, name: &str, value: i64) {
 
 #[tokio::test]
 async fn refusals_have_a_status_and_a_one_line_reason() {
-    let (gateway, base) = gateway(&["--whep-wait-timeout", "300ms"]).await;
+    let (gateway, base) = gateway(&[
+        "--whep-wait-timeout",
+        "300ms",
+        "--ice-servers",
+        "stun:stun.example.org:3478",
+    ])
+    .await;
     let endpoint = format!("{base}/live/cam/whep");
     let vp8_only = OFFER
         .replace("H264/90000", "VP8/90000")
@@ -178,6 +184,11 @@ async fn refusals_have_a_status_and_a_one_line_reason() {
         .unwrap();
     assert_eq!(options.status(), 204);
     assert_eq!(options.headers()["accept-post"], "application/sdp");
+    // RFC 9725 §4.4: the ICE servers before the offer is made.
+    assert_eq!(
+        options.headers()["link"],
+        "<stun:stun.example.org:3478>; rel=\"ice-server\""
+    );
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
 
