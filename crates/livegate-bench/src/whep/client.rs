@@ -54,7 +54,7 @@ impl WhepClient {
             )));
         }
         let bind = bind_addr(&endpoint, options).await?;
-        let mut peer = Peer::bind(bind).await?;
+        let mut peer = Peer::bind(bind, options.ice_check_interval).await?;
         let offer_sdp = peer.offer(options)?;
         let offer_sdp = if options.strip_candidates {
             sdp::without_candidates(&offer_sdp)

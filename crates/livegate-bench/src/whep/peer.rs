@@ -70,8 +70,6 @@ const RECV_CHUNK: usize = 64 * 1024;
 const MAX_DATAGRAM: usize = 2048;
 /// Ready datagrams handled per wake-up before timers and commands get a turn.
 const RECV_BURST: usize = 64;
-/// Pacing of ICE connectivity checks; see where it is set.
-const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// Sleep when the core has no deadline (it always has one once ICE runs).
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -139,7 +137,10 @@ impl Peer {
     /// and `rtc` accepts packets only on a candidate's address) and builds the connection
     /// with our codecs and the default interceptors (NACK, receiver reports, TWCC feedback:
     /// what a browser player sends back).
-    pub(crate) async fn bind(bind: SocketAddr) -> Result<Peer, PeerError> {
+    pub(crate) async fn bind(
+        bind: SocketAddr,
+        ice_check_interval: Duration,
+    ) -> Result<Peer, PeerError> {
         let socket = UdpSocket::bind(bind).await?;
         let local_addr = socket.local_addr()?;
 
@@ -153,9 +154,9 @@ impl Peer {
         let settings = SettingEngineBuilder::new()
             // The gateway's candidates are IPs; nothing to resolve, no multicast to send.
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            // RFC 8445 §14.2's Ta of 50 ms, as browsers pace their checks; rtc's default of
-            // 200 ms would add up to that much to every measured time to first frame.
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), None)
+            // The controlling agent nominates on its next check tick, so this pace is part
+            // of every measured time to first frame (see WhepOptions::ice_check_interval).
+            .with_ice_connection_attempts(Some(ice_check_interval), None)
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(media_engine)
