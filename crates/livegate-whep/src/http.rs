@@ -21,10 +21,10 @@ use axum::routing::post;
 use axum::Router;
 use futures_util::stream::{self, Stream};
 use livegate_media::StreamKey;
-use livegate_wish::headers::{
-    ACCEPT_PATCH, ACCEPT_POST, CORS_ALLOW_HEADERS, SDP, TRICKLE_ICE_SDPFRAG,
+use livegate_wish::headers::{ACCEPT_PATCH, ACCEPT_POST, SDP, TRICKLE_ICE_SDPFRAG};
+use livegate_wish::{
+    ascii_header, patch, preflight, read_sdp_offer, respond, HttpError, ResourceId,
 };
-use livegate_wish::{patch, read_sdp_offer, HttpError, ResourceId};
 use serde::Deserialize;
 
 use crate::output::OutputEvent;
@@ -114,7 +114,7 @@ async fn play_stream(
     let mut response = (StatusCode::CREATED, played.answer).into_response();
     let out = response.headers_mut();
     out.insert(header::CONTENT_TYPE, SDP);
-    out.insert(header::LOCATION, header_value(&location));
+    out.insert(header::LOCATION, ascii_header(&location));
     if let Ok(etag) = HeaderValue::from_str(&played.etag) {
         out.insert(header::ETAG, etag);
     }
@@ -124,7 +124,7 @@ async fn play_stream(
     }
     out.append(
         header::LINK,
-        header_value(&format!(
+        ascii_header(&format!(
             "<{location}/sse>; rel=\"{SSE_REL}\"; events=\"{}\"",
             SSE_EVENTS.join(",")
         )),
@@ -208,22 +208,6 @@ async fn session_options() -> Response {
     response
 }
 
-/// CORS preflight answers (Fetch standard §3.2.3). `Access-Control-Allow-Origin` itself is
-/// added to every response by the gateway when `LIVE_AI_ALLOW_CORS` is set, so without it
-/// these headers grant nothing.
-fn preflight(headers: &mut HeaderMap, methods: &'static str) {
-    headers.insert(header::ALLOW, HeaderValue::from_static(methods));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(methods),
-    );
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-}
-
 /// The SSE extension's subscription: the body is a JSON array of event types; we answer
 /// with the event stream's URL, which carries the choice in its query.
 async fn subscribe_events(
@@ -257,7 +241,7 @@ async fn subscribe_events(
         let mut response = StatusCode::CREATED.into_response();
         response
             .headers_mut()
-            .insert(header::LOCATION, header_value(&location));
+            .insert(header::LOCATION, ascii_header(&location));
         Ok(response)
     };
     respond(result.await)
@@ -323,10 +307,7 @@ fn sse_events(
 }
 
 fn authorize(server: &WhepServer, headers: &HeaderMap) -> Result<(), HttpError> {
-    match &server.config().token {
-        Some(token) => token.check(headers),
-        None => Ok(()),
-    }
+    livegate_wish::authorize(server.config().token.as_ref(), headers)
 }
 
 fn stream_key(stream: &str) -> Result<StreamKey, HttpError> {
@@ -343,24 +324,4 @@ fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpEr
 
 fn session_path(key: &StreamKey, id: ResourceId) -> String {
     format!("/live/{key}/whep/{id}")
-}
-
-/// Stream keys and ids are validated ASCII, so the path is always a valid header value.
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).expect("validated ASCII")
-}
-
-fn respond(result: Result<Response, HttpError>) -> Response {
-    match result {
-        Ok(response) => response,
-        Err(error) => {
-            let unauthorized = error.status == StatusCode::UNAUTHORIZED;
-            let mut response = error.into_response();
-            if unauthorized {
-                let (name, value) = livegate_wish::BearerToken::challenge();
-                response.headers_mut().insert(name, value);
-            }
-            response
-        }
-    }
 }

@@ -20,9 +20,11 @@ mod error;
 pub mod headers;
 pub mod patch;
 mod resource_id;
+mod responses;
 mod sdp_body;
 
 pub use bearer::BearerToken;
 pub use error::HttpError;
 pub use resource_id::ResourceId;
+pub use responses::{ascii_header, authorize, preflight, respond};
 pub use sdp_body::{read_sdp_offer, MAX_SDP_BYTES};
