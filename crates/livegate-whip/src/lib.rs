@@ -1,0 +1,36 @@
+//! The media side of WHIP ingest: a publisher's RTP turned into MPEG-TS in the stream's
+//! input buffer, as it arrives.
+//!
+//! ```text
+//! SessionEvent::Rtp ──▶ Ingest ──▶ input RingBuffer ──▶ pipeline worker
+//!                        │ per track: reorder ─▶ depacketize ─▶ timestamps
+//!                        │ then: loss policy, start at the first keyframe, mux
+//!                        └──▶ want_keyframe() ──▶ SessionHandle::request_keyframe()
+//! ```
+//!
+//! - [`Ingest`]: the whole path for one publisher, sans-I/O; its module docs hold the event
+//!   loop contract, the start rules and the loss policy. [`IngestConfig`] and
+//!   [`IngestStats`] go with it.
+//! - [`reorder`](crate::reorder) (private): sequence-number order within a small window,
+//!   holes given up.
+//! - [`depacketize`]: H.264 per RFC 6184 (single NAL unit, STAP-A, FU-A), Opus per RFC 7587.
+//! - [`timing`]: 32-bit RTP timestamp unwrapping, exact clock conversion to 90 kHz, 1 MHz
+//!   video clock detection, audio/video alignment by sender reports or arrival times.
+//! - [`keyframe`]: when to ask the publisher for a keyframe, rate limited.
+//!
+//! Not here: the WHIP HTTP endpoint, the peer connection (`livegate_rtc`), NACK generation
+//! (rtc's interceptors), and closing the ring buffer (the session's, when the publisher
+//! leaves).
+
+pub mod depacketize;
+mod ingest;
+pub mod keyframe;
+mod reorder;
+mod stats;
+pub mod timing;
+
+pub use depacketize::{DepacketizeStats, H264Limits};
+pub use ingest::{Ingest, IngestConfig, IngestError, AUDIO_PID, START_PTS_90K, VIDEO_PID};
+pub use keyframe::KeyframeReason;
+pub use stats::{AvAlignment, IngestStats, TrackStats};
+pub use timing::TrackClock;
