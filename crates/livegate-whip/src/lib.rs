@@ -18,18 +18,35 @@
 //!   video clock detection, audio/video alignment by sender reports or arrival times.
 //! - [`keyframe`]: when to ask the publisher for a keyframe, rate limited.
 //!
-//! Not here: the WHIP HTTP endpoint, the peer connection (`livegate_rtc`), NACK generation
-//! (rtc's interceptors), and closing the ring buffer (the session's, when the publisher
-//! leaves).
+//! On top of it sit the endpoint and its sessions:
+//!
+//! - [`WhipServer`]: admits publishers (stream key reservation, 409 or replacement, stream
+//!   limit), answers through [`livegate_rtc`], gives each stream its input buffer and
+//!   pipeline worker, and keeps a stream through its publisher's short absence
+//!   (`republish_grace`).
+//! - a session task per publisher: RTP events into its [`Ingest`], keyframe requests back,
+//!   the input buffer closed when the publisher goes.
+//! - [`http`]: the WHIP routes (RFC 9725).
+//!
+//! Not here: the peer connection (`livegate_rtc`), NACK generation (rtc's interceptors),
+//! pipeline workers (`livegate_pipeline`).
 
+mod config;
 pub mod depacketize;
+pub mod http;
 mod ingest;
 pub mod keyframe;
+mod metrics;
 mod reorder;
+mod server;
+mod session;
 mod stats;
 pub mod timing;
 
+pub use config::{OnConflict, WhipConfig};
 pub use depacketize::{DepacketizeStats, H264Limits};
+pub use metrics::WhipMetrics;
+pub use server::{PublishError, Published, WhipServer};
 pub use ingest::{Ingest, IngestConfig, IngestError, AUDIO_PID, START_PTS_90K, VIDEO_PID};
 pub use keyframe::KeyframeReason;
 pub use stats::{AvAlignment, IngestStats, TrackStats};

@@ -1,0 +1,179 @@
+//! The WHIP endpoint over HTTP (RFC 9725): translates requests into calls on
+//! [`WhipServer`] and its answers into responses.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /live/{stream}/whip` (also go-livepeer's `/live/video-to-video/{stream}/whip`) | 201, SDP answer, `Location`, `ETag`, `Link`, `Livepeer-Playback-URL` |
+//! | `PATCH /live/{stream}/whip/{id}` | 204 trickle, 200 ICE restart (§4.3) |
+//! | `DELETE /live/{stream}/whip/{id}` | 200 (OBS takes anything else, 204 included, as a failure) |
+//! | `OPTIONS` on either | 204 with `Accept-Post` / `Accept-Patch`, `Link` and CORS preflight headers |
+//! | `GET`/`HEAD` on the endpoint | 405 |
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use livegate_media::StreamKey;
+use livegate_wish::headers::{ACCEPT_PATCH, ACCEPT_POST, SDP, TRICKLE_ICE_SDPFRAG};
+use livegate_wish::{
+    ascii_header, patch, preflight, read_sdp_offer, respond, HttpError, ResourceId,
+};
+
+use crate::server::{PublishError, WhipServer};
+
+/// go-livepeer's name for the header that tells a publisher where its stream plays.
+pub const PLAYBACK_URL: HeaderName = HeaderName::from_static("livepeer-playback-url");
+
+/// The WHIP routes, for the gateway's HTTP server to merge.
+pub fn router(server: WhipServer) -> Router {
+    Router::new()
+        .route(
+            "/live/{stream}/whip",
+            post(publish).options(endpoint_options),
+        )
+        .route(
+            "/live/video-to-video/{stream}/whip",
+            post(publish).options(endpoint_options),
+        )
+        .route(
+            "/live/{stream}/whip/{id}",
+            axum::routing::delete(stop)
+                .patch(patch_session)
+                .options(session_options),
+        )
+        .with_state(server)
+}
+
+async fn publish(
+    State(server): State<WhipServer>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        authorize(&server, &headers)?;
+        let key = StreamKey::parse(&stream).map_err(|e| HttpError::bad_request(e.to_string()))?;
+        let offer = read_sdp_offer(&headers, body).await?;
+        let published = server
+            .publish(key.clone(), offer)
+            .await
+            .map_err(|e| publish_error(&server, e))?;
+
+        let location = format!("/live/{key}/whip/{}", published.id);
+        let mut response = (StatusCode::CREATED, published.answer).into_response();
+        let out = response.headers_mut();
+        out.insert(header::CONTENT_TYPE, SDP);
+        out.insert(header::LOCATION, ascii_header(&location));
+        if let Ok(etag) = HeaderValue::from_str(&published.etag) {
+            out.insert(header::ETAG, etag);
+        }
+        out.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
+        for link in &server.config().ice_server_links {
+            out.append(header::LINK, link.clone());
+        }
+        out.insert(PLAYBACK_URL, playback_url(&headers, &key));
+        Ok(response)
+    };
+    respond(result.await)
+}
+
+/// Where the stream plays over WHEP on this gateway, absolute when the request named its
+/// host (players of go-livepeer's API expect a URL they can use as is).
+fn playback_url(headers: &HeaderMap, key: &StreamKey) -> HeaderValue {
+    let path = format!("/live/{key}/whep");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()));
+    match host {
+        Some(host) => HeaderValue::from_str(&format!("http://{host}{path}"))
+            .unwrap_or_else(|_| ascii_header(&path)),
+        None => ascii_header(&path),
+    }
+}
+
+fn publish_error(server: &WhipServer, error: PublishError) -> HttpError {
+    let reason = error.to_string();
+    match error {
+        PublishError::BadOffer(_) => HttpError::bad_request(reason),
+        PublishError::Unprocessable(_) => HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, reason),
+        PublishError::AlreadyLive(_) => HttpError::new(StatusCode::CONFLICT, reason),
+        PublishError::TooManyStreams(_) | PublishError::ShuttingDown => {
+            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)
+                .retry_after(server.config().retry_after)
+        }
+    }
+}
+
+async fn stop(
+    State(server): State<WhipServer>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorize(&server, &headers)?;
+        let (key, id) = session_ids(&stream, &id)?;
+        if server.stop(&key, id).await {
+            Ok(StatusCode::OK.into_response())
+        } else {
+            Err(HttpError::not_found("no such WHIP session"))
+        }
+    };
+    respond(result.await)
+}
+
+async fn patch_session(
+    State(server): State<WhipServer>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        authorize(&server, &headers)?;
+        let (key, id) = session_ids(&stream, &id)?;
+        if server.session(&key, id).is_none() {
+            return Err(HttpError::not_found("no such WHIP session"));
+        }
+        let fragment = patch::read_sdpfrag(&headers, body).await?;
+        let if_match = patch::if_match(&headers);
+        Ok(patch::response(
+            server
+                .patch(&key, id, if_match.as_deref(), &fragment)
+                .await,
+        ))
+    };
+    respond(result.await)
+}
+
+/// RFC 9725 §4.4: the ICE servers are announced on OPTIONS too.
+async fn endpoint_options(State(server): State<WhipServer>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(ACCEPT_POST, SDP);
+    for link in &server.config().ice_server_links {
+        headers.append(header::LINK, link.clone());
+    }
+    preflight(headers, "POST, OPTIONS");
+    response
+}
+
+async fn session_options() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
+    preflight(headers, "PATCH, DELETE, OPTIONS");
+    response
+}
+
+fn authorize(server: &WhipServer, headers: &HeaderMap) -> Result<(), HttpError> {
+    livegate_wish::authorize(server.config().token.as_ref(), headers)
+}
+
+fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpError> {
+    let not_found = || HttpError::not_found("no such WHIP session");
+    let key = StreamKey::parse(stream).map_err(|_| not_found())?;
+    let id = id.parse().map_err(|_| not_found())?;
+    Ok((key, id))
+}

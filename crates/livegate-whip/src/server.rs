@@ -1,0 +1,426 @@
+//! The WHIP endpoint's logic, without HTTP: admit a publisher, give its stream a media path
+//! (input buffer, pipeline worker), answer its offer, and keep the stream through a short
+//! absence of its publisher. [`crate::http`] translates requests into calls on
+//! [`WhipServer`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use livegate_media::registry::{RegistryError, Stream, StreamRegistry};
+use livegate_media::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
+use livegate_media::{Codec, StreamKey};
+use livegate_pipeline::Pipeline;
+use livegate_rtc::{
+    AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer,
+    SessionHandle, SessionRole,
+};
+use livegate_wish::ResourceId;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{OnConflict, WhipConfig};
+use crate::metrics::WhipMetrics;
+use crate::session::{self, PublishTask};
+use crate::Ingest;
+
+/// Why a publisher was not given a session; each maps to one HTTP status in [`crate::http`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// 400: not SDP, or nothing usable in it.
+    #[error(transparent)]
+    BadOffer(#[from] OfferError),
+    /// 422 (RFC 9725 §4.2): SDP we understand but a track layout we cannot take.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 409: the stream already has a live publisher.
+    #[error("stream {0} already has a live publisher")]
+    AlreadyLive(StreamKey),
+    /// 503: `LIVE_AI_MAX_STREAMS` streams are published.
+    #[error("the gateway already carries {0} streams")]
+    TooManyStreams(usize),
+    /// 503.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl PublishError {
+    /// Label of `livegate_whip_sessions_failed_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            PublishError::BadOffer(_) => "bad_offer",
+            PublishError::Unprocessable(_) => "unprocessable",
+            PublishError::AlreadyLive(_) => "already_live",
+            PublishError::TooManyStreams(_) => "too_many_streams",
+            PublishError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// A publish that was answered.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub id: ResourceId,
+    pub answer: String,
+    pub etag: String,
+}
+
+/// A live publisher, as the table holds it.
+pub(crate) struct PublisherEntry {
+    pub(crate) stream: StreamKey,
+    pub(crate) handle: SessionHandle,
+    /// Ends the session's task (DELETE, replacement, shutdown).
+    pub(crate) cancel: CancellationToken,
+}
+
+/// A published stream and who publishes it.
+struct StreamSlot {
+    stream: Arc<Stream>,
+    /// `None` while the stream waits out the republish grace.
+    publisher: Option<ResourceId>,
+    /// Bumped on every publisher change, so a grace timer of an earlier absence does nothing.
+    epoch: u64,
+    /// Whether a publisher ever wrote the stream's own input buffer; later ones get a fresh
+    /// buffer each (the old one is closed).
+    input_used: bool,
+}
+
+/// The WHIP endpoint: every publisher of one gateway. Cheap to clone.
+///
+/// Concurrency: the table lock is held to reserve, release or look up, never across an
+/// `.await`. A stream key is reserved for a publisher before its offer is answered, so two
+/// simultaneous POSTs of one key cannot both win.
+#[derive(Clone)]
+pub struct WhipServer {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: WhipConfig,
+    registry: StreamRegistry,
+    pipeline: Pipeline,
+    rtc: RtcServer,
+    pub(crate) metrics: WhipMetrics,
+    table: Mutex<Table>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<ResourceId, Arc<PublisherEntry>>,
+    streams: HashMap<StreamKey, StreamSlot>,
+}
+
+impl WhipServer {
+    pub fn new(
+        config: WhipConfig,
+        registry: StreamRegistry,
+        pipeline: Pipeline,
+        rtc: RtcServer,
+        metrics: WhipMetrics,
+    ) -> WhipServer {
+        WhipServer {
+            inner: Arc::new(Inner {
+                config,
+                registry,
+                pipeline,
+                rtc,
+                metrics,
+                table: Mutex::new(Table::default()),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &WhipConfig {
+        &self.inner.config
+    }
+
+    /// Publishes `stream` with `offer`: reserves the key, answers, and starts the session
+    /// that writes the publisher's media into the stream's input.
+    pub async fn publish(&self, stream: StreamKey, offer: String) -> Result<Published, PublishError> {
+        let posted_at = Instant::now();
+        let result = self.try_publish(stream, offer, posted_at).await;
+        match &result {
+            Ok(_) => self.inner.metrics.sessions_created.inc(),
+            Err(error) => self
+                .inner
+                .metrics
+                .sessions_failed
+                .with_label_values(&[error.metric_reason()])
+                .inc(),
+        }
+        result
+    }
+
+    async fn try_publish(
+        &self,
+        key: StreamKey,
+        offer: String,
+        posted_at: Instant,
+    ) -> Result<Published, PublishError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(PublishError::ShuttingDown);
+        }
+        let tracks = received_tracks(&Offer::parse(&offer)?, &self.inner.config)?;
+        let id = ResourceId::random();
+        let (stream, replaced) = self.reserve(&key, id)?;
+        if let Some(old) = replaced {
+            tracing::info!(stream = %key, session = %old.handle.id(), "replacing the live publisher");
+            old.cancel.cancel();
+        }
+
+        let accepted = match self.inner.rtc.accept(offer, SessionRole::Receive).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                self.inner.release(&key, id);
+                return Err(match e {
+                    AcceptError::Offer(e) => PublishError::Unprocessable(e.to_string()),
+                    AcceptError::Negotiation(e) => PublishError::Unprocessable(e),
+                    AcceptError::ShuttingDown => PublishError::ShuttingDown,
+                });
+            }
+        };
+
+        let input = self.inner.input_for(&key, &stream);
+        let ingest = match Ingest::new(self.inner.config.ingest.clone(), &tracks, input.clone()) {
+            Ok(ingest) => ingest,
+            Err(e) => {
+                accepted.handle.close().await;
+                self.inner.release(&key, id);
+                return Err(PublishError::Unprocessable(e.to_string()));
+            }
+        };
+        let entry = Arc::new(PublisherEntry {
+            stream: key.clone(),
+            handle: accepted.handle.clone(),
+            cancel: self.inner.shutdown.child_token(),
+        });
+        self.inner.table.lock().sessions.insert(id, entry.clone());
+        self.inner.metrics.publishers_active.inc();
+
+        let task = PublishTask {
+            server: self.inner.clone(),
+            id,
+            entry,
+            events: accepted.events,
+            ingest,
+            input,
+            posted_at,
+        };
+        let span = tracing::info_span!("whip", stream = %key, session = %id);
+        tokio::spawn(session::run(task).instrument(span));
+        tracing::info!(stream = %key, session = %id, rtc = %accepted.handle.id(), ?tracks, "WHIP session created");
+        Ok(Published {
+            id,
+            answer: accepted.answer,
+            etag: accepted.etag,
+        })
+    }
+
+    /// Takes `key` for publisher `id`: a new stream, the stream of a publisher that left
+    /// within the grace, or (with [`OnConflict::Replace`]) a live publisher's stream, whose
+    /// old entry is returned to be stopped.
+    fn reserve(
+        &self,
+        key: &StreamKey,
+        id: ResourceId,
+    ) -> Result<(Arc<Stream>, Option<Arc<PublisherEntry>>), PublishError> {
+        let inner = &self.inner;
+        let mut table = inner.table.lock();
+        let table = &mut *table;
+        if let Some(slot) = table.streams.get_mut(key) {
+            let replaced = match slot.publisher {
+                Some(_) if inner.config.on_conflict == OnConflict::Reject => {
+                    return Err(PublishError::AlreadyLive(key.clone()));
+                }
+                Some(old) => table.sessions.remove(&old),
+                None => None,
+            };
+            slot.publisher = Some(id);
+            slot.epoch += 1;
+            return Ok((slot.stream.clone(), replaced));
+        }
+        if let Some(limit) = inner.config.max_streams {
+            if table.streams.len() >= limit {
+                return Err(PublishError::TooManyStreams(limit));
+            }
+        }
+        let stream = inner.registry.create(key.clone()).map_err(|e| match e {
+            // A test stream (LIVE_AI_TEST_STREAM) or another part owns the key.
+            RegistryError::AlreadyLive(key) => PublishError::AlreadyLive(key),
+        })?;
+        table.streams.insert(
+            key.clone(),
+            StreamSlot {
+                stream: stream.clone(),
+                publisher: Some(id),
+                epoch: 0,
+                input_used: false,
+            },
+        );
+        Ok((stream, None))
+    }
+
+    /// Ends a publish (HTTP DELETE). `false` when there is no such session of `stream`.
+    pub async fn stop(&self, stream: &StreamKey, id: ResourceId) -> bool {
+        let entry = {
+            let mut table = self.inner.table.lock();
+            match table.sessions.get(&id) {
+                Some(entry) if entry.stream == *stream => table.sessions.remove(&id),
+                _ => None,
+            }
+        };
+        let Some(entry) = entry else {
+            return false;
+        };
+        entry.cancel.cancel();
+        entry.handle.close().await;
+        true
+    }
+
+    /// Trickle ICE or ICE restart of a publisher (HTTP PATCH).
+    pub async fn patch(
+        &self,
+        stream: &StreamKey,
+        id: ResourceId,
+        if_match: Option<&str>,
+        sdpfrag: &str,
+    ) -> Result<PatchOutcome, PatchError> {
+        let entry = self.session(stream, id).ok_or(PatchError::SessionGone)?;
+        entry.handle.patch(if_match, sdpfrag).await
+    }
+
+    pub(crate) fn session(&self, stream: &StreamKey, id: ResourceId) -> Option<Arc<PublisherEntry>> {
+        let table = self.inner.table.lock();
+        table
+            .sessions
+            .get(&id)
+            .filter(|entry| entry.stream == *stream)
+            .cloned()
+    }
+
+    /// Live publishers.
+    pub fn publishers(&self) -> usize {
+        self.inner.table.lock().sessions.len()
+    }
+
+    /// Streams held, with or without a publisher (those in their grace).
+    pub fn streams(&self) -> usize {
+        self.inner.table.lock().streams.len()
+    }
+
+    /// Refuses new publishers and ends every session; their streams close at once.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+impl Inner {
+    /// The buffer a new publisher of `key` writes: the stream's own input the first time,
+    /// a fresh one (with its own pipeline worker, so the output gets a new generation)
+    /// after a republish.
+    fn input_for(&self, key: &StreamKey, stream: &Arc<Stream>) -> Arc<RingBuffer> {
+        let first = {
+            let mut table = self.table.lock();
+            match table.streams.get_mut(key) {
+                Some(slot) => !std::mem::replace(&mut slot.input_used, true),
+                None => true,
+            }
+        };
+        let input = if first {
+            stream.input().clone()
+        } else {
+            RingBuffer::new(DEFAULT_CAPACITY_BYTES)
+        };
+        self.pipeline.attach(stream, &input);
+        input
+    }
+
+    /// Publisher `id` of `key` is gone (or never started): its session leaves the table and
+    /// the stream waits out the grace for a new publisher, or closes at once at shutdown.
+    pub(crate) fn release(self: &Arc<Self>, key: &StreamKey, id: ResourceId) {
+        let grace = {
+            let mut table = self.table.lock();
+            table.sessions.remove(&id);
+            let Some(slot) = table.streams.get_mut(key) else {
+                return;
+            };
+            if slot.publisher != Some(id) {
+                // Replaced: the stream is someone else's now.
+                return;
+            }
+            slot.publisher = None;
+            slot.epoch += 1;
+            (slot.epoch, slot.stream.clone())
+        };
+        let (epoch, stream) = grace;
+        if self.shutdown.is_cancelled() || self.config.republish_grace.is_zero() {
+            self.close_stream(key, epoch);
+            return;
+        }
+        let inner = self.clone();
+        let key = key.clone();
+        let mut output = stream.subscribe_output();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(inner.config.republish_grace) => {}
+                _ = inner.shutdown.cancelled() => {}
+                _ = output.wait_for(|slot| slot.closed) => {}
+            }
+            inner.close_stream(&key, epoch);
+        });
+    }
+
+    /// Closes the stream of `key` if nothing happened to it since `epoch`.
+    fn close_stream(&self, key: &StreamKey, epoch: u64) {
+        let stream = {
+            let mut table = self.table.lock();
+            match table.streams.get(key) {
+                Some(slot) if slot.epoch == epoch && slot.publisher.is_none() => {
+                    table.streams.remove(key).map(|slot| slot.stream)
+                }
+                _ => None,
+            }
+        };
+        if let Some(stream) = stream {
+            tracing::info!(stream = %key, "stream ended: no publisher");
+            stream.close();
+            self.registry.remove(&stream);
+        }
+    }
+}
+
+/// The tracks a publisher's offer gives us, in the order the muxer lists them: H.264 video
+/// (required unless video is optional) and Opus audio if offered.
+fn received_tracks(offer: &Offer, config: &WhipConfig) -> Result<Vec<Codec>, PublishError> {
+    let offers = |kind: MediaKind, codec: Codec| {
+        offer.media.iter().any(|m| {
+            m.kind == kind
+                && m.codecs.iter().any(|c| {
+                    c.codec() == Some(codec)
+                        && (codec != Codec::H264 || c.fmtp_param("packetization-mode").is_some())
+                })
+        })
+    };
+    let mut tracks = Vec::new();
+    if offers(MediaKind::Video, Codec::H264) {
+        tracks.push(Codec::H264);
+    }
+    if offers(MediaKind::Audio, Codec::Opus) {
+        tracks.push(Codec::Opus);
+    }
+    let has_video_section = offer.media.iter().any(|m| m.kind == MediaKind::Video);
+    if !tracks.contains(&Codec::H264) && (!config.ingest.video_optional || has_video_section) {
+        return Err(PublishError::Unprocessable(
+            "the offer has no H.264 video (packetization-mode 0 or 1)".into(),
+        ));
+    }
+    if tracks.is_empty() {
+        return Err(PublishError::Unprocessable(
+            "the offer has neither H.264 video nor Opus audio".into(),
+        ));
+    }
+    Ok(tracks)
+}
