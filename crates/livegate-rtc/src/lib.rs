@@ -19,6 +19,7 @@
 //! | an ICE-TCP frame | de-framed (RFC 4571) by its connection's task and routed the same way, by (remote address, TCP); then `handle_read` with `TransportProtocol::TCP`. A connection whose first packet is not a STUN check for one of our sessions, that sends a frame over 2 KiB, or that no session answers within 10 s is closed and counted |
 //! | a session's deadline | `handle_timeout` |
 //! | a [`SessionHandle`] command | media to send, keyframe request, stats, close |
+//! | a snapshot request ([`RtcServer::sessions_snapshot`]) | every session's [`SessionStats`] in one reply |
 //!
 //! and after each, drains that session's `poll_write` (to the socket, or with 2-byte framing
 //! to the TCP connection of that remote address, whose bounded queue drops when full),
@@ -28,6 +29,9 @@
 //!
 //! Who may block: nobody. The loop never waits for an owner: a full event queue drops the
 //! event and counts it; an owner that stops reading only loses its own events.
+//!
+//! Metrics: the loop counts media (RTP packets and bytes, frames, NACK/PLI/FIR, loss) in
+//! counters of its own that [`RtcServer::stats`] sums; it never touches a metrics library.
 
 mod bitrate;
 mod candidates;
@@ -219,13 +223,26 @@ pub struct SessionStats {
     /// Packets lost: of what we send, as the peer's RTCP receiver reports say (cumulative,
     /// RFC 3550 §6.4.1, summed over tracks); of what we receive, counted by us.
     pub packets_lost: i64,
-    /// Interarrival jitter of what we receive, in seconds.
+    /// Interarrival jitter in seconds (RFC 3550 §6.4.1), of the worst track: of what we
+    /// send, as the peer's receiver reports say; of what we receive, as ours say.
     pub jitter_s: f64,
+    /// Fraction of packets lost, 0 to 1: of what we send, the peer's latest receiver report
+    /// (the worst track); of what we receive, over the interval since the previous call (at
+    /// least [`BitrateMeter::MIN_INTERVAL`]).
+    pub fraction_lost: f64,
     /// Round-trip time in seconds: from the peer's receiver reports (LSR/DLSR) when we send
     /// and it has seen our sender reports, else from the selected pair's STUN checks.
     pub rtt_s: f64,
     pub nacks_sent: u64,
     pub plis_sent: u64,
+    /// NACKs (RFC 4585 §6.2.1) received from the peer; rtc retransmits what they ask for.
+    pub nacks_received: u64,
+    /// Video frames per second, sent (frames written) or received (RTP marker bits, RFC 6184
+    /// §5.1), over the interval since the previous call (at least
+    /// [`BitrateMeter::MIN_INTERVAL`]). `None` when the session has no video: not negotiated
+    /// for sending, none seen yet when receiving. The resolution is not here: at the RTP
+    /// level it would take parsing every SPS.
+    pub frames_per_second: Option<f64>,
     /// Keyframe requests (PLI/FIR) received from the peer.
     pub keyframe_requests_received: u64,
     /// Events dropped because the owner did not keep up.

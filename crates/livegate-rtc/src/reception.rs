@@ -1,5 +1,6 @@
-//! What a peer's RTCP reception reports say about the media we send it: cumulative loss and
-//! the round-trip time (RFC 3550 §6.4.1).
+//! What a peer's RTCP reception reports say about the media we send it: cumulative loss, the
+//! fraction lost since its previous report, interarrival jitter and the round-trip time
+//! (RFC 3550 §6.4.1).
 //!
 //! `rtc` 0.21 never feeds received RTCP into its own statistics
 //! (`InterceptorHandler::process_read_rtcp_for_stats` in `handler/interceptor.rs` is never
@@ -18,15 +19,28 @@ const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 pub(crate) struct RemoteReception {
     /// Cumulative packets lost (RFC 3550 §6.4.1: signed, duplicates can make it negative).
     pub(crate) packets_lost: i64,
+    /// Packets lost since the previous report, 0 to 1.
+    pub(crate) fraction_lost: f64,
+    /// Interarrival jitter in seconds.
+    pub(crate) jitter_s: f64,
     /// From LSR and DLSR, when the peer has seen a sender report of ours.
     pub(crate) rtt_s: Option<f64>,
 }
 
 impl RemoteReception {
-    /// Reads one reception report that arrived when our NTP clock read `now_ntp_mid32`.
-    pub(crate) fn from_report(report: &ReceptionReport, now_ntp_mid32: u32) -> RemoteReception {
+    /// Reads one reception report about a stream with RTP clock `clock_rate_hz` that arrived
+    /// when our NTP clock read `now_ntp_mid32`.
+    pub(crate) fn from_report(
+        report: &ReceptionReport,
+        now_ntp_mid32: u32,
+        clock_rate_hz: u32,
+    ) -> RemoteReception {
         RemoteReception {
             packets_lost: sign_extend_24(report.total_lost),
+            // An 8-bit fixed-point fraction, the binary point at the left edge.
+            fraction_lost: f64::from(report.fraction_lost) / 256.0,
+            // In timestamp units of the stream's RTP clock.
+            jitter_s: f64::from(report.jitter) / f64::from(clock_rate_hz.max(1)),
             rtt_s: rtt_s(now_ntp_mid32, report.last_sender_report, report.delay),
         }
     }
@@ -83,6 +97,29 @@ mod tests {
         assert_eq!(rtt_s(0x0000_1000, 0x0000_2000, 0), None);
         // Across the wrap of the 16-bit seconds field.
         assert_eq!(rtt_s(0x0000_8000, 0xFFFF_8000, 0), Some(1.0));
+    }
+
+    #[test]
+    fn a_report_in_our_units() {
+        let report = ReceptionReport {
+            ssrc: 1,
+            fraction_lost: 64,
+            total_lost: 0x00FF_FFFE,
+            last_sequence_number: 1_000,
+            jitter: 900,
+            last_sender_report: 0xb705_2000,
+            delay: 0x0005_4000,
+        };
+        let reception = RemoteReception::from_report(&report, 0xb710_8000, 90_000);
+        assert_eq!(
+            reception,
+            RemoteReception {
+                packets_lost: -2,
+                fraction_lost: 0.25,
+                jitter_s: 0.01,
+                rtt_s: Some(6.125),
+            }
+        );
     }
 
     #[test]

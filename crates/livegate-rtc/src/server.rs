@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::RwLock;
@@ -31,6 +32,9 @@ use crate::{
 pub(crate) const MAX_DATAGRAM: usize = 2_048;
 /// Depth of each shard's command queue (datagrams and handle commands).
 const COMMAND_QUEUE: usize = 16 * 1024;
+/// How long [`RtcServer::sessions_snapshot`] waits for the shards: a scrape must answer even
+/// when a shard is saturated, and a scrape interval is seconds.
+const SNAPSHOT_WAIT: Duration = Duration::from_millis(200);
 
 /// Counters of one server, for metrics.
 #[derive(Debug, Default)]
@@ -48,6 +52,49 @@ pub(crate) struct Counters {
     pub(crate) tcp_connections_rejected: AtomicU64,
     pub(crate) tcp_connections_timed_out: AtomicU64,
     pub(crate) tcp_packets_dropped: AtomicU64,
+    pub(crate) snapshot_shards_skipped: AtomicU64,
+}
+
+/// The media counters of one shard, summed over its sessions past and present.
+///
+/// Concurrency contract: only the owning shard writes them, with a plain load and store (no
+/// read-modify-write, so no locked instruction on the packet path), and each shard's sit on
+/// cache lines of their own (128-byte aligned: adjacent-line prefetch pairs 64-byte lines) so
+/// shards on different cores never contend for one. Readers sum every shard's, relaxed: a
+/// scrape may see one counter a packet ahead of another, never a counter going backwards.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct MediaCounters {
+    pub(crate) rtp_packets_sent: AtomicU64,
+    pub(crate) rtp_bytes_sent: AtomicU64,
+    pub(crate) rtp_packets_received: AtomicU64,
+    pub(crate) rtp_bytes_received: AtomicU64,
+    pub(crate) video_frames_sent: AtomicU64,
+    pub(crate) video_frames_received: AtomicU64,
+    pub(crate) nacks_received: AtomicU64,
+    pub(crate) plis_received: AtomicU64,
+    pub(crate) firs_received: AtomicU64,
+    pub(crate) nacks_sent: AtomicU64,
+    pub(crate) plis_sent: AtomicU64,
+    pub(crate) sent_packets_lost: AtomicU64,
+    pub(crate) received_packets_lost: AtomicU64,
+}
+
+impl MediaCounters {
+    /// Adds `n` to one of these counters. Only the owning shard may call it (see the type).
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn sum(shards: &[Arc<MediaCounters>], field: impl Fn(&MediaCounters) -> &AtomicU64) -> u64 {
+        shards
+            .iter()
+            .map(|shard| field(shard).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
 }
 
 /// A snapshot of a server's counters.
@@ -77,6 +124,45 @@ pub struct ServerStats {
     pub tcp_connections_timed_out: u64,
     /// Packets for an ICE-TCP peer dropped: its connection was gone or its queue full.
     pub tcp_packets_dropped: u64,
+    /// SRTP packets sent (RTP, retransmissions included, not RTCP), as handed to the socket
+    /// or ICE-TCP connection.
+    pub rtp_packets_sent: u64,
+    /// Bytes of those packets: RTP header, payload and SRTP authentication tag; no UDP, IP or
+    /// RFC 4571 framing.
+    pub rtp_bytes_sent: u64,
+    /// SRTP packets received from a session's peer, counted before decryption.
+    pub rtp_packets_received: u64,
+    /// Bytes of those packets, counted as for [`ServerStats::rtp_bytes_sent`].
+    pub rtp_bytes_received: u64,
+    /// H.264 frames sent: frames handed to [`SessionHandle::send_frame`] for a video track of
+    /// which at least one packet was written.
+    pub video_frames_sent: u64,
+    /// H.264 frames received: RTP packets with the marker bit (RFC 6184 §5.1: the last packet
+    /// of an access unit) on a receiving session's video.
+    pub video_frames_received: u64,
+    /// Generic NACKs (RFC 4585 §6.2.1) received from peers, in RTCP feedback messages.
+    pub nacks_received: u64,
+    /// Picture loss indications (RFC 4585 §6.3.1) received from peers.
+    pub plis_received: u64,
+    /// Full intra requests (RFC 5104 §4.3.1) received from peers.
+    pub firs_received: u64,
+    /// NACKs sent to publishers. Unlike the others this one is brought up to date when a
+    /// session's statistics are read ([`SessionHandle::stats`],
+    /// [`RtcServer::sessions_snapshot`]) and when the session ends: rtc generates NACKs inside
+    /// its interceptors, where the loop never sees them.
+    pub nacks_sent: u64,
+    /// PLIs sent to publishers ([`SessionHandle::request_keyframe`]).
+    pub plis_sent: u64,
+    /// Of the packets we sent, those the peers' RTCP reports say were lost: the sum of every
+    /// increase of each stream's cumulative loss (RFC 3550 §6.4.1). A decrease (duplicates
+    /// make the field go down) adds nothing, so the counter never goes backwards.
+    pub sent_packets_lost: u64,
+    /// Of the packets we received, those never received, as our own receiver reports count
+    /// them; brought up to date like [`ServerStats::nacks_sent`].
+    pub received_packets_lost: u64,
+    /// [`RtcServer::sessions_snapshot`] calls that left a shard out because its queue was
+    /// full or it did not answer in time.
+    pub snapshot_shards_skipped: u64,
 }
 
 pub(crate) enum Command {
@@ -109,6 +195,10 @@ pub(crate) enum Command {
         session: SessionId,
         reply: oneshot::Sender<SessionStats>,
     },
+    /// The statistics of every session of the shard.
+    Snapshot {
+        reply: oneshot::Sender<Vec<SessionStats>>,
+    },
     Close {
         session: SessionId,
     },
@@ -132,6 +222,8 @@ pub struct RtcServer {
     local_addr: SocketAddr,
     candidates: Arc<HostCandidates>,
     counters: Arc<Counters>,
+    /// One per shard, in shard order.
+    media: Arc<[Arc<MediaCounters>]>,
     stop_dispatcher: Arc<watch::Sender<bool>>,
 }
 
@@ -153,6 +245,9 @@ impl RtcServer {
         let router = Arc::new(RwLock::new(Router::default()));
         let shard_count = config.shards.max(1);
         let mut shards = Vec::with_capacity(shard_count);
+        let media: Arc<[Arc<MediaCounters>]> = (0..shard_count)
+            .map(|_| Arc::new(MediaCounters::default()))
+            .collect();
         for index in 0..shard_count {
             let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
             let shard = Shard::new(
@@ -166,6 +261,7 @@ impl RtcServer {
                 commands.downgrade(),
                 router.clone(),
                 counters.clone(),
+                media[index].clone(),
             );
             tokio::spawn(shard.run());
             shards.push(commands);
@@ -191,6 +287,7 @@ impl RtcServer {
             local_addr,
             candidates,
             counters,
+            media,
             stop_dispatcher: Arc::new(stop_dispatcher),
         })
     }
@@ -227,8 +324,11 @@ impl RtcServer {
         answer.await.map_err(|_| AcceptError::ShuttingDown)?
     }
 
+    /// The server's counters now, summed over its shards.
     pub fn stats(&self) -> ServerStats {
         let c = &self.counters;
+        let media =
+            |field: fn(&MediaCounters) -> &AtomicU64| MediaCounters::sum(&self.media, field);
         ServerStats {
             sessions_active: c.sessions_active.load(Ordering::Relaxed),
             sessions_created: c.sessions_created.load(Ordering::Relaxed),
@@ -243,7 +343,57 @@ impl RtcServer {
             tcp_connections_rejected: c.tcp_connections_rejected.load(Ordering::Relaxed),
             tcp_connections_timed_out: c.tcp_connections_timed_out.load(Ordering::Relaxed),
             tcp_packets_dropped: c.tcp_packets_dropped.load(Ordering::Relaxed),
+            rtp_packets_sent: media(|m| &m.rtp_packets_sent),
+            rtp_bytes_sent: media(|m| &m.rtp_bytes_sent),
+            rtp_packets_received: media(|m| &m.rtp_packets_received),
+            rtp_bytes_received: media(|m| &m.rtp_bytes_received),
+            video_frames_sent: media(|m| &m.video_frames_sent),
+            video_frames_received: media(|m| &m.video_frames_received),
+            nacks_received: media(|m| &m.nacks_received),
+            plis_received: media(|m| &m.plis_received),
+            firs_received: media(|m| &m.firs_received),
+            nacks_sent: media(|m| &m.nacks_sent),
+            plis_sent: media(|m| &m.plis_sent),
+            sent_packets_lost: media(|m| &m.sent_packets_lost),
+            received_packets_lost: media(|m| &m.received_packets_lost),
+            snapshot_shards_skipped: c.snapshot_shards_skipped.load(Ordering::Relaxed),
         }
+    }
+
+    /// The statistics of every session, for metrics: one command per shard, all shards asked
+    /// at once, each answering with all its sessions'. Waits at most 200 ms; a shard whose
+    /// queue is full or that has not answered by then is left out and counted in
+    /// [`ServerStats::snapshot_shards_skipped`]. Empty once the server has shut down.
+    ///
+    /// Each session's statistics cost its shard one `get_stats` (tens of microseconds), paid
+    /// on the event loop: call this at scrape intervals, not per packet.
+    pub async fn sessions_snapshot(&self) -> Vec<SessionStats> {
+        let deadline = tokio::time::Instant::now() + SNAPSHOT_WAIT;
+        let mut answers = Vec::with_capacity(self.shards.len());
+        for shard in self.shards.iter() {
+            let (reply, answer) = oneshot::channel();
+            match shard.try_send(Command::Snapshot { reply }) {
+                Ok(()) => answers.push(answer),
+                Err(mpsc::error::TrySendError::Full(_)) => self.skip_shard(),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        let mut sessions = Vec::new();
+        for answer in answers {
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(stats)) => sessions.extend(stats),
+                // The shard stopped: shutdown, nothing to count.
+                Ok(Err(_)) => {}
+                Err(_) => self.skip_shard(),
+            }
+        }
+        sessions
+    }
+
+    fn skip_shard(&self) {
+        self.counters
+            .snapshot_shards_skipped
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Closes every session (their owners see [`CloseReason::Shutdown`]) and stops the loop.

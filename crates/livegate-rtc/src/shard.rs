@@ -22,13 +22,15 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
 use tokio::sync::{mpsc, watch};
 
-use crate::bitrate::BitrateMeter;
+use crate::bitrate::{BitrateMeter, LossMeter, RateMeter};
 use crate::candidates::HostCandidates;
 use crate::config::RtcConfig;
 use crate::ice_tcp::TcpLinks;
@@ -37,7 +39,7 @@ use crate::peer::{self, OutTrack};
 use crate::reception::{self, RemoteReception};
 use crate::router::{PeerAddr, Router};
 use crate::sdpfrag::{self, SdpFrag};
-use crate::server::{ice_ufrag, new_etag, Command, Counters, SessionHandle};
+use crate::server::{ice_ufrag, new_etag, Command, Counters, MediaCounters, SessionHandle};
 use crate::udp::UdpPort;
 use crate::{
     AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SessionEvent,
@@ -62,8 +64,22 @@ struct Session {
     data_channels: HashMap<RTCDataChannelId, String>,
     dropped_events: u64,
     keyframe_requests: u64,
+    nacks_received: u64,
+    /// H.264 frames sent or received (one direction per session).
+    video_frames: u64,
     bitrate_in: BitrateMeter,
     bitrate_out: BitrateMeter,
+    frame_rate: RateMeter,
+    loss_in: LossMeter,
+    /// What rtc counts inside its interceptors and the shard's counters have taken in so far.
+    folded: Folded,
+}
+
+/// Totals of a session, kept inside rtc, already added to the shard's [`MediaCounters`].
+#[derive(Debug, Default)]
+struct Folded {
+    nacks_sent: u64,
+    received_packets_lost: i64,
 }
 
 impl Session {
@@ -100,6 +116,8 @@ pub(crate) struct Shard {
     /// Packets to send: to whom, from which local candidate.
     outbox: VecDeque<(PeerAddr, SocketAddr, BytesMut)>,
     counters: Arc<Counters>,
+    /// This shard's own; nothing else writes them.
+    media: Arc<MediaCounters>,
 }
 
 impl Shard {
@@ -115,6 +133,7 @@ impl Shard {
         command_sender: mpsc::WeakSender<Command>,
         router: Arc<RwLock<Router>>,
         counters: Arc<Counters>,
+        media: Arc<MediaCounters>,
     ) -> Shard {
         // Built once: the candidates never change while the server runs. A candidate that
         // cannot be written is a bug, not a condition to serve around.
@@ -137,6 +156,7 @@ impl Shard {
             next_id: 0,
             outbox: VecDeque::new(),
             counters,
+            media,
         }
     }
 
@@ -170,8 +190,10 @@ impl Shard {
 
     async fn flush_outbox(&mut self) {
         while let Some((peer, local, datagram)) = self.outbox.pop_front() {
+            let rtp_len = is_rtp(&datagram).then_some(datagram.len() as u64);
             if peer.protocol == TransportProtocol::TCP {
                 let counter = if self.links.send(peer.addr, datagram) {
+                    note_rtp_sent(&self.media, rtp_len);
                     &self.counters.datagrams_out
                 } else {
                     &self.counters.tcp_packets_dropped
@@ -182,6 +204,7 @@ impl Shard {
             let source = self.candidates.source_ip(local);
             match self.socket.send(peer.addr, source, &datagram).await {
                 Ok(()) => {
+                    note_rtp_sent(&self.media, rtp_len);
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => tracing::debug!(peer = %peer.addr, error = %e, "UDP send failed"),
@@ -204,6 +227,10 @@ impl Shard {
             return;
         }
         self.bind_addr(peer, id);
+        if is_rtp(&datagram) {
+            MediaCounters::add(&self.media.rtp_packets_received, 1);
+            MediaCounters::add(&self.media.rtp_bytes_received, datagram.len() as u64);
+        }
         let now = Instant::now();
         let message = TaggedBytesMut {
             now,
@@ -282,8 +309,17 @@ impl Shard {
             }
             Command::Stats { session, reply } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
-                    let _ = reply.send(session_stats(s));
+                    let _ = reply.send(session_stats(s, &self.media));
                 }
+            }
+            Command::Snapshot { reply } => {
+                let media = &self.media;
+                let all = self
+                    .sessions
+                    .values_mut()
+                    .map(|s| session_stats(s, media))
+                    .collect();
+                let _ = reply.send(all);
             }
             Command::Close { session } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
@@ -341,8 +377,13 @@ impl Shard {
                 data_channels: HashMap::new(),
                 dropped_events: 0,
                 keyframe_requests: 0,
+                nacks_received: 0,
+                video_frames: 0,
                 bitrate_in: BitrateMeter::default(),
                 bitrate_out: BitrateMeter::default(),
+                frame_rate: RateMeter::default(),
+                loss_in: LossMeter::default(),
+                folded: Folded::default(),
             },
         );
         self.counters
@@ -457,7 +498,8 @@ impl Shard {
         let Some(out) = session.out_tracks.get(track) else {
             return;
         };
-        let (sender, payload_type, ssrc) = (out.sender, out.payload_type, out.ssrc);
+        let (sender, payload_type, ssrc, codec) =
+            (out.sender, out.payload_type, out.ssrc, out.codec);
         let mut sequence = out.next_sequence;
         let now = Instant::now();
         let last = frame.payloads.len().saturating_sub(1);
@@ -483,6 +525,10 @@ impl Shard {
             }
         }
         if let Some(out) = session.out_tracks.get_mut(track) {
+            if codec == Codec::H264 && sequence != out.next_sequence {
+                session.video_frames += 1;
+                MediaCounters::add(&self.media.video_frames_sent, 1);
+            }
             out.next_sequence = sequence;
         }
     }
@@ -502,15 +548,16 @@ impl Shard {
                 sender_ssrc: 0,
                 media_ssrc: ssrc,
             };
-            if let Err(e) = rtp_receiver.write_rtcp(Instant::now(), vec![Box::new(pli)]) {
-                tracing::debug!(session = %id, error = %e, "PLI write failed");
+            match rtp_receiver.write_rtcp(Instant::now(), vec![Box::new(pli)]) {
+                Ok(()) => MediaCounters::add(&self.media.plis_sent, 1),
+                Err(e) => tracing::debug!(session = %id, error = %e, "PLI write failed"),
             }
         }
     }
 
     /// Drains everything a session produced after an input, and reschedules it.
     fn pump(&mut self, id: SessionId) {
-        let counters = self.counters.clone();
+        let (counters, media) = (&*self.counters, &*self.media);
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -521,10 +568,10 @@ impl Shard {
                 .push_back((peer, out.transport.local_addr, out.message));
         }
         while let Some(event) = session.pc.poll_event() {
-            handle_event(id, session, event, &counters);
+            handle_event(id, session, event, counters);
         }
         while let Some(TaggedRTCMessage { message, .. }) = session.pc.poll_read() {
-            handle_message(session, message, &counters);
+            handle_message(session, message, counters, media);
         }
         // Events may have queued more output (DTLS alerts on close, SCTP acks).
         while let Some(out) = session.pc.poll_write() {
@@ -551,9 +598,11 @@ impl Shard {
     }
 
     fn remove(&mut self, id: SessionId, reason: CloseReason) {
-        let Some(session) = self.sessions.remove(&id) else {
+        let Some(mut session) = self.sessions.remove(&id) else {
             return;
         };
+        // The last of what rtc counted inside, so the server's counters miss nothing.
+        session_stats(&mut session, &self.media);
         if let Some(at) = session.deadline {
             self.timers.remove(&(at, id));
         }
@@ -637,7 +686,12 @@ fn handle_event(
     }
 }
 
-fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counters) {
+fn handle_message(
+    session: &mut Session,
+    message: RTCMessage,
+    counters: &Counters,
+    media: &MediaCounters,
+) {
     match message {
         RTCMessage::RtpPacket(_, packet) => {
             let Some(&codec) = session.in_codecs.get(&packet.header.payload_type) else {
@@ -645,6 +699,11 @@ fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counter
             };
             if codec == Codec::H264 {
                 session.video_ssrc = Some(packet.header.ssrc);
+                // The marker bit ends an access unit (RFC 6184 §5.1).
+                if packet.header.marker {
+                    session.video_frames += 1;
+                    MediaCounters::add(&media.video_frames_received, 1);
+                }
             }
             session.emit(SessionEvent::Rtp { codec, packet }, counters);
         }
@@ -652,22 +711,30 @@ fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counter
             for packet in packets {
                 let any = packet.as_any();
                 if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                    note_receptions(session, &rr.reports);
+                    note_receptions(session, &rr.reports, media);
                     continue;
                 }
                 if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                    note_receptions(session, &sr.reports);
+                    note_receptions(session, &sr.reports, media);
                     continue;
                 }
-                let media_ssrc =
-                    if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>() {
-                        Some(pli.media_ssrc)
-                    } else {
-                        packet
-                            .as_any()
-                            .downcast_ref::<FullIntraRequest>()
-                            .map(|fir| fir.media_ssrc)
-                    };
+                if any.downcast_ref::<TransportLayerNack>().is_some() {
+                    // rtc's NACK responder has already retransmitted what it asks for.
+                    session.nacks_received += 1;
+                    MediaCounters::add(&media.nacks_received, 1);
+                    continue;
+                }
+                let media_ssrc = if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                    MediaCounters::add(&media.plis_received, 1);
+                    Some(pli.media_ssrc)
+                } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                    MediaCounters::add(&media.firs_received, 1);
+                    // The stream is in the FCI entries; the header's media SSRC is 0
+                    // (RFC 5104 §4.3.1.2).
+                    Some(fir.fir.first().map_or(fir.media_ssrc, |entry| entry.ssrc))
+                } else {
+                    None
+                };
                 let Some(media_ssrc) = media_ssrc else {
                     continue;
                 };
@@ -698,8 +765,9 @@ fn handle_message(session: &mut Session, message: RTCMessage, counters: &Counter
     }
 }
 
-/// Keeps the latest reception report about each stream we send.
-fn note_receptions(session: &mut Session, reports: &[ReceptionReport]) {
+/// Keeps the latest reception report about each stream we send, and adds what it newly
+/// reports lost to the shard's count.
+fn note_receptions(session: &mut Session, reports: &[ReceptionReport], media: &MediaCounters) {
     if reports.is_empty() {
         return;
     }
@@ -710,7 +778,11 @@ fn note_receptions(session: &mut Session, reports: &[ReceptionReport]) {
             .iter_mut()
             .find(|t| t.ssrc == report.ssrc)
         {
-            let latest = RemoteReception::from_report(report, now);
+            let latest = RemoteReception::from_report(report, now, track.codec.rtp_clock_rate());
+            // Cumulative loss goes down with duplicates (RFC 3550 §6.4.1): only increases
+            // count, so the server's counter never goes backwards.
+            let newly_lost = latest.packets_lost - track.reception.packets_lost;
+            MediaCounters::add(&media.sent_packets_lost, newly_lost.max(0) as u64);
             // A report before the peer saw our first SR has no RTT; keep the last one.
             track.reception = RemoteReception {
                 rtt_s: latest.rtt_s.or(track.reception.rtt_s),
@@ -720,29 +792,45 @@ fn note_receptions(session: &mut Session, reports: &[ReceptionReport]) {
     }
 }
 
-fn session_stats(session: &mut Session) -> SessionStats {
-    let report = session.pc.get_stats(Instant::now(), StatsSelector::None);
+/// A session's statistics now. Also takes into the shard's counters what rtc counted inside
+/// since the last call.
+fn session_stats(session: &mut Session, media: &MediaCounters) -> SessionStats {
+    let now = Instant::now();
+    let report = session.pc.get_stats(now, StatsSelector::None);
     let mut stats = SessionStats {
         dropped_events: session.dropped_events,
         keyframe_requests_received: session.keyframe_requests,
+        nacks_received: session.nacks_received,
         ..SessionStats::default()
     };
     for outbound in report.outbound_rtp_streams() {
         stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
         stats.bytes_sent += outbound.sent_rtp_stream_stats.bytes_sent;
     }
+    let mut received_lost = 0;
     for inbound in report.inbound_rtp_streams() {
-        stats.packets_received += inbound.received_rtp_stream_stats.packets_received;
+        let received = &inbound.received_rtp_stream_stats;
+        stats.packets_received += received.packets_received;
         stats.bytes_received += inbound.bytes_received;
-        stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
-        stats.jitter_s = stats.jitter_s.max(inbound.received_rtp_stream_stats.jitter);
+        received_lost += received.packets_lost;
+        // rtc 0.21 stores the jitter of its receiver reports as is, in timestamp units of the
+        // stream's RTP clock (RFC 3550 §6.4.1), though its field says seconds.
+        let clock = match received.rtp_stream_stats.kind {
+            RtpCodecKind::Video => Codec::H264.rtp_clock_rate(),
+            _ => Codec::Opus.rtp_clock_rate(),
+        };
+        stats.jitter_s = stats.jitter_s.max(received.jitter / f64::from(clock));
         stats.nacks_sent += u64::from(inbound.nack_count);
         stats.plis_sent += u64::from(inbound.pli_count);
     }
-    // Sending: what the peer reports of our streams (RFC 3550 §6.4.1).
+    stats.packets_lost = received_lost;
+    // Sending: what the peer reports of our streams (RFC 3550 §6.4.1); the worst track.
     let mut rtcp_rtt_s: Option<f64> = None;
+    let mut sent_fraction_lost = 0.0f64;
     for track in &session.out_tracks {
         stats.packets_lost += track.reception.packets_lost;
+        stats.jitter_s = stats.jitter_s.max(track.reception.jitter_s);
+        sent_fraction_lost = sent_fraction_lost.max(track.reception.fraction_lost);
         if let Some(rtt) = track.reception.rtt_s {
             rtcp_rtt_s = Some(rtcp_rtt_s.map_or(rtt, |r| r.max(rtt)));
         }
@@ -753,8 +841,71 @@ fn session_stats(session: &mut Session) -> SessionStats {
         (None, Some(pair)) => pair.current_round_trip_time,
         (None, None) => 0.0,
     };
-    let now = Instant::now();
+    let received_fraction_lost = session
+        .loss_in
+        .update(now, stats.packets_received, received_lost);
+    stats.fraction_lost = sent_fraction_lost.max(received_fraction_lost);
     stats.bitrate_in_bps = session.bitrate_in.update(now, stats.bytes_received);
     stats.bitrate_out_bps = session.bitrate_out.update(now, stats.bytes_sent);
+    let has_video =
+        session.video_ssrc.is_some() || session.out_tracks.iter().any(|t| t.codec == Codec::H264);
+    let frame_rate = session.frame_rate.update(now, session.video_frames);
+    stats.frames_per_second = has_video.then_some(frame_rate);
+
+    let folded = &mut session.folded;
+    // Increases only, like the loss below: a replaced stream restarts rtc's counts.
+    MediaCounters::add(
+        &media.nacks_sent,
+        stats.nacks_sent.saturating_sub(folded.nacks_sent),
+    );
+    folded.nacks_sent = stats.nacks_sent;
+    let newly_lost = received_lost - folded.received_packets_lost;
+    MediaCounters::add(&media.received_packets_lost, newly_lost.max(0) as u64);
+    folded.received_packets_lost = received_lost;
     stats
+}
+
+/// Whether a datagram is SRTP rather than SRTCP, STUN, DTLS or TURN: a first byte of
+/// 128..=191 (RFC 7983 §7) and a second byte that is not an RTCP packet type 192..=223 with
+/// the marker bit read as part of it (RFC 5761 §4: such payload types 64..=95 are avoided).
+fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(64..=95).contains(&(datagram[1] & 0x7F))
+}
+
+fn note_rtp_sent(media: &MediaCounters, rtp_len: Option<u64>) {
+    if let Some(len) = rtp_len {
+        MediaCounters::add(&media.rtp_packets_sent, 1);
+        MediaCounters::add(&media.rtp_bytes_sent, len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_is_told_from_rtcp_stun_and_dtls() {
+        let mut rtp = [0u8; 12];
+        rtp[0] = 0x80;
+        for payload_type in [0u8, 96, 111, 127] {
+            for marker in [0, 0x80] {
+                rtp[1] = payload_type | marker;
+                assert!(is_rtp(&rtp), "payload type {payload_type} marker {marker}");
+            }
+        }
+        let mut rtcp = [0u8; 12];
+        rtcp[0] = 0x81;
+        // SR, RR, SDES, BYE, APP, RTPFB (NACK), PSFB (PLI, FIR), XR.
+        for packet_type in [200u8, 201, 202, 203, 204, 205, 206, 207] {
+            rtcp[1] = packet_type;
+            assert!(!is_rtp(&rtcp), "RTCP {packet_type}");
+        }
+        let stun = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4];
+        let dtls = [0x16, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(!is_rtp(&stun));
+        assert!(!is_rtp(&dtls));
+        assert!(!is_rtp(&rtp[..11]), "shorter than an RTP header");
+    }
 }

@@ -4,104 +4,21 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestPeer, DEADLINE};
-use livegate_rtc::{
-    Codec, RtcConfig, RtcServer, RtpFrame, SendSpec, SessionEvent, SessionRole, SessionStats,
-};
+use common::{lossy_relay, redirect, stats_until, Lose, TestPeer, DEADLINE};
+use livegate_rtc::{Codec, RtcConfig, RtcServer, RtpFrame, SendSpec, SessionEvent, SessionRole};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use tokio::net::UdpSocket;
-
-/// Whether a datagram is RTP (RFC 7983 §7 first byte 128..=191; RFC 5761 §4: RTCP packet
-/// types 192..=223 leave 64..=95 in the 7-bit payload-type field) whose sequence number is
-/// a multiple of 10.
-fn lose(datagram: &[u8]) -> bool {
-    datagram.len() >= 12
-        && (128..=191).contains(&datagram[0])
-        && !(64..=95).contains(&(datagram[1] & 0x7F))
-        && u16::from_be_bytes([datagram[2], datagram[3]]).is_multiple_of(10)
-}
-
-/// A UDP relay between a viewer and the server that drops the RTP packets `lose` picks.
-/// Returns the address the viewer should use for the server, and the count of drops.
-async fn lossy_proxy(server: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
-    let viewer_side = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server_side = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let front = viewer_side.local_addr().unwrap();
-    let dropped = Arc::new(AtomicU64::new(0));
-    let counted = dropped.clone();
-    tokio::spawn(async move {
-        let mut viewer = None;
-        let (mut up, mut down) = ([0u8; 2048], [0u8; 2048]);
-        loop {
-            tokio::select! {
-                Ok((n, from)) = viewer_side.recv_from(&mut up) => {
-                    viewer = Some(from);
-                    let _ = server_side.send_to(&up[..n], server).await;
-                }
-                Ok((n, _)) = server_side.recv_from(&mut down) => {
-                    if lose(&down[..n]) {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                    } else if let Some(viewer) = viewer {
-                        let _ = viewer_side.send_to(&down[..n], viewer).await;
-                    }
-                }
-            }
-        }
-    });
-    (front, dropped)
-}
-
-/// The answer with every UDP candidate pointed at `to`.
-fn redirect(answer: &str, to: SocketAddr) -> String {
-    answer
-        .split("\r\n")
-        .map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            if line.starts_with("a=candidate:") && fields[2] == "udp" {
-                let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
-                fields[4] = to.ip().to_string();
-                fields[5] = to.port().to_string();
-                fields.join(" ")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
-/// Polls the session's statistics until `done` holds (they change with RTCP, which the
-/// server does not announce).
-async fn stats_until(
-    handle: &livegate_rtc::SessionHandle,
-    done: impl Fn(&SessionStats) -> bool,
-) -> SessionStats {
-    let mut last = SessionStats::default();
-    let reached = tokio::time::timeout(DEADLINE, async {
-        loop {
-            last = handle.stats().await.expect("session alive");
-            if done(&last) {
-                return last.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    reached.unwrap_or_else(|_| panic!("not reached: {last:?}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewers_reports_fill_the_sending_sessions_stats() {
     let server = RtcServer::bind(RtcConfig::new("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
-    let (proxy, dropped) = lossy_proxy(server.local_addr()).await;
+    let (proxy, dropped) = lossy_relay(server.local_addr(), Lose::ToPeer).await;
     let mut peer = TestPeer::viewer().await.unwrap();
     // No candidates in the offer: the server learns the viewer only as the proxy's address.
     let role = SessionRole::Send(SendSpec {
@@ -140,6 +57,14 @@ async fn a_viewers_reports_fill_the_sending_sessions_stats() {
     );
     // On loopback the round trip is well under a second; LSR/DLSR resolution is 15 µs.
     assert!(stats.rtt_s < 0.5, "{stats:?}");
+    // The server's counter adds each report's increase; loss only grows here, so it holds
+    // at least the figure just read (a later report may have come since) and no more than
+    // was dropped.
+    let counted = server.stats().sent_packets_lost as i64;
+    assert!(
+        (stats.packets_lost..=i64::from(FRAMES) / 10 + 1).contains(&counted),
+        "{counted} {stats:?}"
+    );
 
     let track = peer
         .observed
@@ -172,4 +97,5 @@ async fn a_viewers_reports_fill_the_sending_sessions_stats() {
     }
     let stats = accepted.handle.stats().await.unwrap();
     assert_eq!(stats.keyframe_requests_received, 2, "{stats:?}");
+    assert_eq!(server.stats().plis_received, 2);
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
 };
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -316,4 +318,98 @@ impl TestPeer {
             .await?;
         Ok(())
     }
+}
+
+/// Which way a [`lossy_relay`] loses packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lose {
+    /// What the server sends to the test peer (a viewer's downlink).
+    ToPeer,
+    /// What the test peer sends to the server (a publisher's uplink).
+    FromPeer,
+}
+
+/// Whether a datagram is RTP (RFC 7983 §7 first byte 128..=191; RFC 5761 §4: RTCP packet
+/// types 192..=223 leave 64..=95 in the 7-bit payload-type field) whose sequence number is
+/// a multiple of 10. SRTP leaves the header in the clear, so the relay can read it.
+pub fn every_tenth_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(64..=95).contains(&(datagram[1] & 0x7F))
+        && u16::from_be_bytes([datagram[2], datagram[3]]).is_multiple_of(10)
+}
+
+/// A UDP relay between a test peer and the server that drops, one way, the RTP packets
+/// [`every_tenth_rtp`] picks, retransmissions included (they keep their sequence number).
+/// Returns the address the peer should use for the server, and the count of drops.
+pub async fn lossy_relay(server: SocketAddr, lose: Lose) -> (SocketAddr, Arc<AtomicU64>) {
+    let peer_side = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_side = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let front = peer_side.local_addr().unwrap();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counted = dropped.clone();
+    tokio::spawn(async move {
+        let mut peer = None;
+        let (mut up, mut down) = ([0u8; 2048], [0u8; 2048]);
+        loop {
+            tokio::select! {
+                Ok((n, from)) = peer_side.recv_from(&mut up) => {
+                    peer = Some(from);
+                    if lose == Lose::FromPeer && every_tenth_rtp(&up[..n]) {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let _ = server_side.send_to(&up[..n], server).await;
+                    }
+                }
+                Ok((n, _)) = server_side.recv_from(&mut down) => {
+                    if lose == Lose::ToPeer && every_tenth_rtp(&down[..n]) {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(peer) = peer {
+                        let _ = peer_side.send_to(&down[..n], peer).await;
+                    }
+                }
+            }
+        }
+    });
+    (front, dropped)
+}
+
+/// The answer with every UDP candidate pointed at `to` (a relay). With an offer that had no
+/// candidates, the server learns the peer only as the relay's address.
+pub fn redirect(answer: &str, to: SocketAddr) -> String {
+    answer
+        .split("\r\n")
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if line.starts_with("a=candidate:") && fields[2] == "udp" {
+                let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+                fields[4] = to.ip().to_string();
+                fields[5] = to.port().to_string();
+                fields.join(" ")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// Polls the session's statistics until `done` holds (they change with RTCP, which the
+/// server does not announce).
+pub async fn stats_until(
+    handle: &livegate_rtc::SessionHandle,
+    done: impl Fn(&livegate_rtc::SessionStats) -> bool,
+) -> livegate_rtc::SessionStats {
+    let mut last = livegate_rtc::SessionStats::default();
+    let reached = tokio::time::timeout(DEADLINE, async {
+        loop {
+            last = handle.stats().await.expect("session alive");
+            if done(&last) {
+                return last.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    reached.unwrap_or_else(|_| panic!("not reached: {last:?}"))
 }
