@@ -2,7 +2,8 @@
 # Headless Chromium (Debian's) plays livegate's test streams over WHEP: it must decode video
 # frames and receive audio samples, and DELETE must end each session. Prints the time from the
 # WHEP POST to the first decoded frame for every run and their median, for a stream with a
-# 1 s GOP and one with an 8 s GOP (the start must not wait for the next keyframe).
+# 1 s GOP and one with an 8 s GOP (the start must not wait for the next keyframe). Then a page
+# publishes its fake camera over WHIP and another plays it over WHEP through passthrough.
 #
 #   scripts/browser-test.sh [runs]        (default 3; BENCHMARKS.md uses 10 with --release)
 #   PROFILE=release scripts/browser-test.sh 10
@@ -48,6 +49,9 @@ for stream in gop1s gop8s; do
   node tests/browser/whep-play.mjs --gateway "http://$addr" --stream "$stream" --runs "$runs" \
     --audio --screenshot "$out/whep-play-$stream.png" || status=$?
 done
+echo "== WHIP publish (fake camera) -> passthrough -> WHEP play"
+node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-cam \
+  --screenshot "$out/whip-whep.png" || status=$?
 if ((status)); then
   echo "browser test failed; gateway log:"
   tail -50 "$log"

@@ -139,9 +139,7 @@ async fn patch_session(
         let fragment = patch::read_sdpfrag(&headers, body).await?;
         let if_match = patch::if_match(&headers);
         Ok(patch::response(
-            server
-                .patch(&key, id, if_match.as_deref(), &fragment)
-                .await,
+            server.patch(&key, id, if_match.as_deref(), &fragment).await,
         ))
     };
     respond(result.await)

@@ -45,9 +45,9 @@ pub mod timing;
 
 pub use config::{OnConflict, WhipConfig};
 pub use depacketize::{DepacketizeStats, H264Limits};
-pub use metrics::WhipMetrics;
-pub use server::{PublishError, Published, WhipServer};
 pub use ingest::{Ingest, IngestConfig, IngestError, AUDIO_PID, START_PTS_90K, VIDEO_PID};
 pub use keyframe::KeyframeReason;
+pub use metrics::WhipMetrics;
+pub use server::{PublishError, Published, WhipServer};
 pub use stats::{AvAlignment, IngestStats, TrackStats};
 pub use timing::TrackClock;

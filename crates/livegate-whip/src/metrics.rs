@@ -22,9 +22,7 @@ pub struct WhipMetrics {
 
 impl WhipMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<WhipMetrics> {
-        let by_kind = |name: &str, help: &str| {
-            IntCounterVec::new(Opts::new(name, help), &["kind"])
-        };
+        let by_kind = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["kind"]);
         let metrics = WhipMetrics {
             publishers_active: IntGauge::new(
                 "livegate_whip_publishers_active",

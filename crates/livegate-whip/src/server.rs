@@ -11,8 +11,8 @@ use livegate_media::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
 use livegate_media::{Codec, StreamKey};
 use livegate_pipeline::Pipeline;
 use livegate_rtc::{
-    AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer,
-    SessionHandle, SessionRole,
+    AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SessionHandle,
+    SessionRole,
 };
 use livegate_wish::ResourceId;
 use parking_lot::Mutex;
@@ -139,7 +139,11 @@ impl WhipServer {
 
     /// Publishes `stream` with `offer`: reserves the key, answers, and starts the session
     /// that writes the publisher's media into the stream's input.
-    pub async fn publish(&self, stream: StreamKey, offer: String) -> Result<Published, PublishError> {
+    pub async fn publish(
+        &self,
+        stream: StreamKey,
+        offer: String,
+    ) -> Result<Published, PublishError> {
         let posted_at = Instant::now();
         let result = self.try_publish(stream, offer, posted_at).await;
         match &result {
@@ -292,7 +296,11 @@ impl WhipServer {
         entry.handle.patch(if_match, sdpfrag).await
     }
 
-    pub(crate) fn session(&self, stream: &StreamKey, id: ResourceId) -> Option<Arc<PublisherEntry>> {
+    pub(crate) fn session(
+        &self,
+        stream: &StreamKey,
+        id: ResourceId,
+    ) -> Option<Arc<PublisherEntry>> {
         let table = self.inner.table.lock();
         table
             .sessions

@@ -14,6 +14,7 @@ use clap::{Parser, ValueEnum};
 use livegate_pipeline::file_source::{self, FileSourceSpec};
 use livegate_pipeline::Pipeline;
 use livegate_rtc::IceServer;
+use livegate_whip::OnConflict;
 
 /// Settings of one gateway process. `livegate --help` lists them with their defaults.
 #[derive(Debug, Clone, Parser)]
@@ -103,6 +104,45 @@ pub struct Config {
         default_value = "passthrough"
     )]
     pub pipeline: Pipeline,
+
+    /// Bearer token every WHIP request must carry (`Authorization: Bearer ...`). Empty: no
+    /// token needed.
+    #[arg(
+        long,
+        env = "LIVE_AI_WHIP_TOKEN",
+        value_name = "LIVE_AI_WHIP_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub whip_token: String,
+
+    /// Most streams published at once; beyond it a WHIP POST gets 503. `0`: unlimited.
+    #[arg(
+        long,
+        env = "LIVE_AI_MAX_STREAMS",
+        value_name = "LIVE_AI_MAX_STREAMS",
+        default_value = "0"
+    )]
+    pub max_streams: usize,
+
+    /// What a second publisher of a live stream key gets: `reject` (409) or `replace` (the
+    /// old publisher is closed and the stream goes on with the new one).
+    #[arg(
+        long,
+        env = "LIVE_AI_WHIP_ON_CONFLICT",
+        value_name = "LIVE_AI_WHIP_ON_CONFLICT",
+        default_value = "reject"
+    )]
+    pub whip_on_conflict: OnConflict,
+
+    /// How long a stream outlives its publisher, so that a publisher that reconnects in time
+    /// continues it and its viewers only see a freeze.
+    #[arg(long, env = "LIVE_AI_REPUBLISH_GRACE", value_name = "LIVE_AI_REPUBLISH_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub republish_grace: Duration,
+
+    /// A connected publisher that sends no media for this long is dropped.
+    #[arg(long, env = "LIVE_AI_WHIP_MEDIA_TIMEOUT", value_name = "LIVE_AI_WHIP_MEDIA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub whip_media_timeout: Duration,
 
     /// How long a WHEP request waits for its stream's output before it gets 409 (a player may
     /// ask before the publisher has connected).
@@ -288,6 +328,11 @@ mod tests {
         assert!(config.whep_token.is_empty());
         assert!(config.test_stream.0.is_empty());
         assert!(!config.ice_tcp);
+        assert!(config.whip_token.is_empty());
+        assert_eq!(config.max_streams, 0);
+        assert_eq!(config.whip_on_conflict, OnConflict::Reject);
+        assert_eq!(config.republish_grace, Duration::from_secs(10));
+        assert_eq!(config.whip_media_timeout, Duration::from_secs(10));
         assert!(config.ice_servers.0.is_empty());
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
     }

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use livegate_whep::WhepServer;
+use livegate_whip::WhipServer;
 use livegate_wish::headers::CORS_EXPOSE;
 
 use crate::metrics::Metrics;
@@ -28,8 +29,8 @@ pub struct AppState {
     pub allow_cors: bool,
 }
 
-/// The gateway's routes, with WHEP's when it is enabled.
-pub fn router(state: AppState, whep: Option<WhepServer>) -> Router {
+/// The gateway's routes, with WHEP's and WHIP's when they are enabled.
+pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer>) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -37,6 +38,9 @@ pub fn router(state: AppState, whep: Option<WhepServer>) -> Router {
         .with_state(state.clone());
     if let Some(whep) = whep {
         router = router.merge(livegate_whep::http::router(whep));
+    }
+    if let Some(whip) = whip {
+        router = router.merge(livegate_whip::http::router(whip));
     }
     router.layer(middleware::from_fn_with_state(state, observe))
 }
@@ -55,8 +59,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The registry as Prometheus text, the WebRTC metrics first brought up to date from a
+/// snapshot of every session (at most 200 ms per role).
 async fn metrics(State(state): State<AppState>) -> Response {
-    state.rtc.refresh();
+    state.rtc.refresh().await;
     (
         [(
             header::CONTENT_TYPE,

@@ -23,6 +23,7 @@ use livegate_media::registry::StreamRegistry;
 use livegate_pipeline::file_source::FileSource;
 use livegate_rtc::{RtcConfig, RtcServer};
 use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
+use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
 use livegate_wish::BearerToken;
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
@@ -34,6 +35,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     rtc: RtcMetrics,
     whep: Option<WhepServer>,
+    whip: Option<WhipServer>,
     /// The streams of the process; every part finds streams here.
     pub registry: StreamRegistry,
     /// `LIVE_AI_TEST_STREAM` file sources, stopped by the shutdown token.
@@ -70,6 +72,10 @@ impl Gateway {
             tracing::info!(role, udp = %server.local_addr(), "WebRTC server listening");
             servers.push((role, server));
         }
+        let whip_rtc = servers
+            .iter()
+            .find(|(role, _)| *role == "whip")
+            .map(|(_, server)| server.clone());
         let whep_rtc = servers
             .iter()
             .find(|(role, _)| *role == "whep")
@@ -106,6 +112,31 @@ impl Gateway {
             None => None,
         };
 
+        let whip = match whip_rtc {
+            Some(rtc) => {
+                let whip_metrics =
+                    WhipMetrics::register(&metrics.registry).context("registering WHIP metrics")?;
+                let whip_config = WhipConfig {
+                    max_streams: (config.max_streams > 0).then_some(config.max_streams),
+                    on_conflict: config.whip_on_conflict,
+                    republish_grace: config.republish_grace,
+                    media_timeout: config.whip_media_timeout,
+                    token: (!config.whip_token.is_empty())
+                        .then(|| BearerToken::new(config.whip_token.clone())),
+                    ice_server_links: ice_server_links(config)?,
+                    ..WhipConfig::default()
+                };
+                Some(WhipServer::new(
+                    whip_config,
+                    registry.clone(),
+                    config.pipeline.clone(),
+                    rtc,
+                    whip_metrics,
+                ))
+            }
+            None => None,
+        };
+
         let app = http::router(
             AppState {
                 rtc: rtc.clone(),
@@ -114,6 +145,7 @@ impl Gateway {
                 allow_cors: config.allow_cors,
             },
             whep.clone(),
+            whip.clone(),
         );
         let stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
@@ -138,6 +170,7 @@ impl Gateway {
             metrics,
             rtc,
             whep,
+            whip,
             registry,
             test_streams,
         })
@@ -164,6 +197,9 @@ impl Gateway {
         self.shutdown.cancel();
         if let Some(whep) = &self.whep {
             whep.shutdown();
+        }
+        if let Some(whip) = &self.whip {
+            whip.shutdown();
         }
         let deadline = tokio::time::Instant::now() + timeout;
         for source in self.test_streams {

@@ -1,0 +1,181 @@
+// One headless Chromium page publishes its fake camera and microphone to livegate over WHIP;
+// a second page plays the same stream over WHEP through the passthrough pipeline. Checks
+// that the player decodes video frames and receives audio, and reports the times.
+//
+//   node whip-whep.mjs --gateway http://127.0.0.1:8935 --stream cam [--min-frames 60]
+//
+// Exits non-zero if the publish is refused or the player decodes too little.
+
+import { chromium } from 'playwright-core';
+
+function parseArgs(argv) {
+  const args = { minFrames: 60, timeoutMs: 20000 };
+  for (let i = 2; i < argv.length; i++) {
+    const next = () => argv[++i];
+    switch (argv[i]) {
+      case '--gateway': args.gateway = next(); break;
+      case '--stream': args.stream = next(); break;
+      case '--min-frames': args.minFrames = Number(next()); break;
+      case '--screenshot': args.screenshot = next(); break;
+      default: throw new Error(`unknown argument ${argv[i]}`);
+    }
+  }
+  if (!args.gateway || !args.stream) throw new Error('--gateway and --stream are required');
+  const host = new URL(args.gateway).hostname;
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(host)) {
+    throw new Error(`refusing to test a non-loopback gateway (${host})`);
+  }
+  return args;
+}
+
+// In the publishing page: WHIP with the fake devices, H.264 preferred.
+async function publish({ stream }) {
+  const media = await navigator.mediaDevices.getUserMedia({
+    video: { width: 640, height: 360, frameRate: 30 },
+    audio: true,
+  });
+  const pc = new RTCPeerConnection();
+  window.publisher = pc;
+  for (const track of media.getTracks()) {
+    const transceiver = pc.addTransceiver(track, { direction: 'sendonly' });
+    if (track.kind === 'video') {
+      const h264 = RTCRtpSender.getCapabilities('video').codecs.filter(
+        (c) => c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine ?? ''),
+      );
+      if (h264.length === 0) return { error: 'this Chromium cannot send H.264' };
+      transceiver.setCodecPreferences(h264);
+    }
+  }
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    });
+    setTimeout(resolve, 2000);
+  });
+  const postedAt = performance.now();
+  const response = await fetch(`/live/${stream}/whip`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  const answer = await response.text();
+  if (response.status !== 201) return { error: `WHIP POST answered ${response.status}: ${answer.trim()}` };
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  await new Promise((resolve) => {
+    if (pc.connectionState === 'connected') return resolve();
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected') resolve();
+    });
+  });
+  return {
+    answeredMs: Math.round(performance.now() - postedAt),
+    location: response.headers.get('Location'),
+    playbackUrl: response.headers.get('Livepeer-Playback-URL'),
+  };
+}
+
+async function unpublish({ location }) {
+  const response = await fetch(location, { method: 'DELETE' });
+  window.publisher.close();
+  return response.status;
+}
+
+// In the playing page: WHEP until enough frames were decoded.
+async function play({ stream, minFrames, timeoutMs }) {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  const video = document.createElement('video');
+  video.muted = true;
+  video.autoplay = true;
+  document.body.appendChild(video);
+  const media = new MediaStream();
+  pc.ontrack = (e) => {
+    media.addTrack(e.track);
+    video.srcObject = media;
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    });
+    setTimeout(resolve, 2000);
+  });
+  const postedAt = performance.now();
+  const response = await fetch(`/live/${stream}/whep`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  const answer = await response.text();
+  if (response.status !== 201) return { error: `WHEP POST answered ${response.status}: ${answer.trim()}` };
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  const firstFrameMs = await new Promise((resolve) => {
+    video.requestVideoFrameCallback(() => resolve(Math.round(performance.now() - postedAt)));
+    setTimeout(() => resolve(null), timeoutMs);
+  });
+  const deadline = performance.now() + timeoutMs;
+  let stats = {};
+  for (;;) {
+    stats = {};
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp') stats[s.kind] = s;
+    });
+    if (((stats.video?.framesDecoded ?? 0) >= minFrames && (stats.audio?.totalSamplesReceived ?? 0) > 0) ||
+        performance.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const location = response.headers.get('Location');
+  await fetch(location, { method: 'DELETE' });
+  pc.close();
+  return {
+    firstFrameMs,
+    framesDecoded: stats.video?.framesDecoded ?? 0,
+    width: stats.video?.frameWidth ?? 0,
+    height: stats.video?.frameHeight ?? 0,
+    audioSamples: stats.audio?.totalSamplesReceived ?? 0,
+  };
+}
+
+async function main() {
+  const args = parseArgs(process.argv);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+  let failed = true;
+  try {
+    const publisher = await browser.newPage();
+    await publisher.goto(`${args.gateway}/healthz`);
+    const published = await publisher.evaluate(publish, args);
+    console.log(JSON.stringify({ published }));
+    if (published.error) return;
+    const player = await browser.newPage();
+    await player.goto(`${args.gateway}/healthz`);
+    const played = await player.evaluate(play, args);
+    console.log(JSON.stringify({ played }));
+    if (args.screenshot) await player.screenshot({ path: args.screenshot });
+    const deleted = await publisher.evaluate(unpublish, published);
+    console.log(JSON.stringify({ unpublished: deleted }));
+    failed = Boolean(played.error) || played.framesDecoded < args.minFrames ||
+      played.audioSamples === 0 || deleted !== 200 ||
+      !published.playbackUrl?.endsWith(`/live/${args.stream}/whep`);
+  } finally {
+    await browser.close();
+  }
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(2);
+});
