@@ -881,3 +881,375 @@ impl Ingest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use livegate_media::ts::demux::{DemuxEvent, Demuxer};
+
+    use super::*;
+
+    const OPUS_20MS: [u8; 3] = [0xFC, 0xFF, 0xFE];
+    const SPS: [u8; 4] = [0x67, 0x42, 0xC0, 0x1E];
+    const PPS: [u8; 4] = [0x68, 0xCE, 0x3C, 0x80];
+    /// Slice NAL units whose first_mb_in_slice is 0 (the `1` bit after the header).
+    const IDR: [u8; 4] = [0x65, 0x88, 0x84, 0x21];
+    const P: [u8; 4] = [0x41, 0x9A, 0x21, 0x11];
+    /// A slice nothing is predicted from (nal_ref_idc 0); a later slice of the same picture.
+    const B: [u8; 4] = [0x01, 0x9E, 0x21, 0x11];
+    const B_LATER: [u8; 4] = [0x01, 0x4E, 0x21, 0x11];
+
+    fn stap_a(nals: &[&[u8]]) -> Vec<u8> {
+        let mut out = vec![0x78];
+        for nal in nals {
+            out.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            out.extend_from_slice(nal);
+        }
+        out
+    }
+
+    fn idr_payloads() -> Vec<Vec<u8>> {
+        vec![stap_a(&[&SPS, &PPS]), IDR.to_vec()]
+    }
+
+    /// A publisher on a simulated clock: video frames every 33 ms (2970 ticks), Opus every
+    /// 20 ms (960 samples), both starting at `t0`.
+    struct Publisher {
+        ingest: Ingest,
+        ring: Arc<RingBuffer>,
+        t0: Instant,
+        video_seq: u16,
+        audio_seq: u16,
+    }
+
+    impl Publisher {
+        fn new(config: IngestConfig, tracks: &[Codec]) -> Publisher {
+            let ring = RingBuffer::new(1 << 24);
+            Publisher {
+                ingest: Ingest::new(config, tracks, ring.clone()).unwrap(),
+                ring,
+                t0: Instant::now(),
+                video_seq: 100,
+                audio_seq: 5_000,
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        /// Frame `n` of video (RTP time 2970 n), arriving `late_ms` after its time, with the
+        /// packets at the indices in `lose` lost.
+        fn video(&mut self, n: u32, payloads: &[Vec<u8>], late_ms: u64, lose: &[usize]) {
+            let now = self.at(u64::from(n) * 33 + late_ms);
+            for (i, payload) in payloads.iter().enumerate() {
+                let mut packet = rtc::rtp::Packet::default();
+                packet.header.ssrc = 1;
+                packet.header.sequence_number = self.video_seq;
+                packet.header.timestamp = 2_970 * n;
+                packet.header.marker = i == payloads.len() - 1;
+                packet.payload = Bytes::copy_from_slice(payload);
+                self.video_seq = self.video_seq.wrapping_add(1);
+                if !lose.contains(&i) {
+                    self.ingest.push_rtp(Codec::H264, &packet, now).unwrap();
+                }
+            }
+        }
+
+        /// Opus packet `n` (RTP time 77 + 960 n), arriving `late_ms` after its time.
+        fn audio(&mut self, n: u32, late_ms: u64) {
+            let now = self.at(u64::from(n) * 20 + late_ms);
+            let mut packet = rtc::rtp::Packet::default();
+            packet.header.ssrc = 2;
+            packet.header.sequence_number = self.audio_seq;
+            packet.header.timestamp = 77 + 960 * n;
+            packet.payload = Bytes::from_static(&OPUS_20MS);
+            self.audio_seq = self.audio_seq.wrapping_add(1);
+            self.ingest.push_rtp(Codec::Opus, &packet, now).unwrap();
+        }
+
+        fn output(&self) -> Vec<AccessUnit> {
+            let (mut demuxer, mut events) = (Demuxer::new(), Vec::new());
+            for chunk in self.ring.snapshot() {
+                demuxer.push(&chunk, &mut events);
+            }
+            demuxer.finish(&mut events);
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    DemuxEvent::AccessUnit(au) => Some(au),
+                    DemuxEvent::Tracks(_) => None,
+                })
+                .collect()
+        }
+    }
+
+    fn video_pts(units: &[AccessUnit]) -> Vec<u64> {
+        units
+            .iter()
+            .filter(|au| au.codec == Codec::H264)
+            .map(|au| au.pts.ticks())
+            .collect()
+    }
+
+    #[test]
+    fn the_stream_starts_at_the_first_keyframe_and_drops_audio_before_it() {
+        let mut p = Publisher::new(IngestConfig::default(), &[Codec::H264, Codec::Opus]);
+        // Audio from the start; a P frame first (useless), the IDR as frame 1.
+        p.audio(0, 0);
+        p.video(0, &[P.to_vec()], 0, &[]);
+        assert!(p.ingest.want_keyframe(p.at(0)));
+        assert!(!p.ingest.want_keyframe(p.at(100)), "rate limited");
+        for n in 1..8 {
+            let payloads = if n == 1 {
+                idr_payloads()
+            } else {
+                vec![P.to_vec()]
+            };
+            p.video(n, &payloads, 0, &[]);
+            p.audio(2 * n - 1, 0);
+            p.audio(2 * n, 0);
+        }
+        assert!(!p.ingest.want_keyframe(p.at(1_000)), "the keyframe came");
+        // The demuxer delivers an H.264 PES when the next one starts, so look by codec.
+        let out = p.output();
+        let first_video = out.iter().find(|au| au.codec == Codec::H264).unwrap();
+        assert!(first_video.keyframe);
+        assert_eq!(first_video.pts.ticks(), START_PTS_90K);
+        assert_eq!(
+            video_pts(&out),
+            (0..7)
+                .map(|i| START_PTS_90K + 2_970 * i)
+                .collect::<Vec<_>>()
+        );
+        // Audio at or after the keyframe's 33 ms, on the same clock: packets 2.. of 20 ms.
+        let audio: Vec<u64> = out
+            .iter()
+            .filter(|au| au.codec == Codec::Opus)
+            .map(|au| au.pts.ticks())
+            .collect();
+        let first_audio_ms = 40;
+        assert_eq!(audio[0], START_PTS_90K + (first_audio_ms - 33) * 90);
+        assert!(audio.windows(2).all(|w| w[1] - w[0] == 1_800));
+        let stats = p.ingest.stats();
+        assert_eq!(stats.keyframes, 1);
+        assert_eq!(stats.dropped_awaiting_keyframe, 1);
+        assert_eq!(stats.dropped_before_start, 2, "audio packets 0 and 1");
+        assert_eq!(stats.video_clock, Some(TrackClock::Hz90k));
+        assert_eq!(stats.alignment, Some(AvAlignment::Arrival));
+        // Held until 100 ms of video arrivals (frames 0 to 4) showed the clock is 90 kHz.
+        assert_eq!(stats.first_keyframe_at, Some(p.at(4 * 33)));
+        assert_eq!(stats.keyframe_requests, 1);
+    }
+
+    #[test]
+    fn reference_loss_drops_video_until_the_next_idr() {
+        let mut p = Publisher::new(IngestConfig::default(), &[Codec::H264]);
+        let two_slices = vec![P.to_vec(), P.to_vec()];
+        for n in 0..6 {
+            p.video(
+                n,
+                &if n == 0 {
+                    idr_payloads()
+                } else {
+                    two_slices.clone()
+                },
+                0,
+                &[],
+            );
+        }
+        let before = video_pts(&p.output()).len();
+        assert_eq!(before, 6);
+        // Frame 6 loses its first slice; 7 and 8 are fine but predicted from it.
+        p.video(6, &two_slices, 0, &[0]);
+        p.video(7, &two_slices, 0, &[]);
+        p.video(8, &two_slices, 0, &[]);
+
+        p.ingest.handle_timeout(p.at(300)).unwrap();
+        assert_eq!(
+            video_pts(&p.output()).len(),
+            before,
+            "nothing after the loss"
+        );
+        assert!(p.ingest.want_keyframe(p.at(300)));
+        p.video(9, &idr_payloads(), 0, &[]);
+        p.video(10, &two_slices, 0, &[]);
+        p.ingest.finish(p.at(400)).unwrap();
+        let out = p.output();
+        assert_eq!(out.len(), before + 2);
+        assert!(out[before].keyframe);
+        assert_eq!(out[before].pts.ticks(), START_PTS_90K + 9 * 2_970);
+        let stats = p.ingest.stats();
+        assert_eq!(stats.video.packets_lost, 1);
+        assert_eq!(stats.incomplete_dropped, 1);
+        assert_eq!(stats.dropped_awaiting_keyframe, 2);
+        assert!(!p.ingest.want_keyframe(p.at(5_000)), "the IDR came");
+    }
+
+    #[test]
+    fn a_damaged_non_reference_picture_is_sent_as_far_as_it_came() {
+        let mut p = Publisher::new(IngestConfig::default(), &[Codec::H264]);
+        for n in 0..5 {
+            p.video(
+                n,
+                &if n == 0 {
+                    idr_payloads()
+                } else {
+                    vec![P.to_vec()]
+                },
+                0,
+                &[],
+            );
+        }
+        p.video(
+            5,
+            &[B.to_vec(), B_LATER.to_vec(), B_LATER.to_vec()],
+            0,
+            &[1],
+        );
+        p.video(6, &[P.to_vec()], 0, &[]);
+        p.ingest.handle_timeout(p.at(1_000)).unwrap();
+        let out = p.output();
+        assert_eq!(video_pts(&out).len(), 7);
+        let damaged = out
+            .iter()
+            .filter(|au| au.codec == Codec::H264)
+            .nth(5)
+            .unwrap();
+        let nals: Vec<&[u8]> = livegate_media::h264::nal_units(&damaged.data).collect();
+        assert_eq!(
+            nals,
+            [&[0x09, 0xF0][..], &B, &B_LATER],
+            "delimiter and what arrived"
+        );
+        let stats = p.ingest.stats();
+        assert_eq!(stats.incomplete_sent, 1);
+        assert!(!p.ingest.want_keyframe(p.at(1_000)));
+    }
+
+    #[test]
+    fn sender_reports_move_audio_to_where_they_say() {
+        let mut p = Publisher::new(IngestConfig::default(), &[Codec::H264, Codec::Opus]);
+        // Audio arrives 50 ms later than video for the same capture time.
+        for n in 0..8 {
+            p.video(
+                n,
+                &if n == 0 {
+                    idr_payloads()
+                } else {
+                    vec![P.to_vec()]
+                },
+                0,
+                &[],
+            );
+            p.audio(2 * n, 50);
+            p.audio(2 * n + 1, 50);
+        }
+        let audio_pts = |p: &Publisher| -> Vec<u64> {
+            p.output()
+                .iter()
+                .filter(|au| au.codec == Codec::Opus)
+                .map(|au| au.pts.ticks())
+                .collect()
+        };
+        let by_arrival = *audio_pts(&p).last().unwrap();
+        // Audio packet 15 (RTP 77 + 960 * 15) was captured at 300 ms, as the video at
+        // RTP 27000: the reports say so.
+        let ntp = (3_900_000_000u64 << 32) | (1 << 31);
+        p.ingest.on_sender_report(Codec::H264, ntp, 27_000);
+        p.ingest.on_sender_report(Codec::Opus, ntp, 77 + 960 * 15);
+        assert_eq!(p.ingest.stats().av_realignments, 1);
+        assert_eq!(p.ingest.stats().alignment, Some(AvAlignment::SenderReports));
+        p.audio(16, 50);
+        let last = *audio_pts(&p).last().unwrap();
+        assert_eq!(by_arrival - START_PTS_90K, 300 * 90 + 50 * 90);
+        assert_eq!(
+            last - START_PTS_90K,
+            320 * 90,
+            "50 ms earlier than by arrival"
+        );
+        // A report that agrees moves nothing.
+        p.ingest
+            .on_sender_report(Codec::Opus, ntp + (1 << 32), 77 + 960 * 15 + 48_000);
+        assert_eq!(p.ingest.stats().av_realignments, 1);
+    }
+
+    #[test]
+    fn optional_video_lets_audio_start_and_video_join_later() {
+        let config = IngestConfig {
+            video_optional: true,
+            ..IngestConfig::default()
+        };
+        let mut p = Publisher::new(config, &[Codec::H264, Codec::Opus]);
+        for n in 0..60 {
+            p.audio(n, 0);
+        }
+        let out = p.output();
+        assert!(!out.is_empty(), "audio started without video");
+        assert_eq!(out[0].codec, Codec::Opus);
+        assert_eq!(out[0].pts.ticks(), START_PTS_90K);
+        // Video shows up at 1.2 s: it joins at its first keyframe once its clock is known.
+        for n in 37..50 {
+            p.video(
+                n,
+                &if n % 5 == 0 {
+                    idr_payloads()
+                } else {
+                    vec![P.to_vec()]
+                },
+                0,
+                &[],
+            );
+        }
+        let out = p.output();
+        let first_video = out.iter().find(|au| au.codec == Codec::H264).unwrap();
+        assert!(first_video.keyframe);
+        // Same clock as the audio, by arrival: frame n is at 33 n ms.
+        let ms = (first_video.pts.ticks() - START_PTS_90K) / 90;
+        assert!(ms % 165 == 0 && ms >= 40 * 33, "{ms}");
+    }
+
+    #[test]
+    fn video_stamped_at_1_mhz_is_rescaled() {
+        let mut p = Publisher::new(IngestConfig::default(), &[Codec::H264]);
+        for n in 0..10u32 {
+            let now = p.at(u64::from(n) * 33);
+            let mut packet = rtc::rtp::Packet::default();
+            packet.header.ssrc = 1;
+            packet.header.sequence_number = n as u16;
+            // 33 ms in microseconds, from a base just before the 32-bit wrap.
+            packet.header.timestamp = (u32::MAX - 50_000).wrapping_add(33_000 * n);
+            packet.header.marker = true;
+            packet.payload = Bytes::copy_from_slice(if n == 0 { &IDR[..] } else { &P[..] });
+            p.ingest.add_parameter_sets(&[&SPS, &PPS]);
+            p.ingest.push_rtp(Codec::H264, &packet, now).unwrap();
+        }
+        let pts = video_pts(&p.output());
+        assert!(pts.len() >= 6, "{pts:?}");
+        assert!(pts.windows(2).all(|w| w[1] - w[0] == 2_970), "{pts:?}");
+        let stats = p.ingest.stats();
+        assert_eq!(stats.video_clock, Some(TrackClock::Hz1M));
+        assert_eq!(stats.timestamp_corrections, 1);
+    }
+
+    #[test]
+    fn a_closed_output_ends_the_ingest_and_unknown_tracks_are_refused() {
+        let mut p = Publisher::new(IngestConfig::default(), &[Codec::Opus]);
+        p.audio(0, 0);
+        p.ring.close();
+        let mut packet = rtc::rtp::Packet::default();
+        packet.header.sequence_number = p.audio_seq;
+        packet.payload = Bytes::from_static(&OPUS_20MS);
+        assert_eq!(
+            p.ingest.push_rtp(Codec::Opus, &packet, p.at(20)),
+            Err(IngestError::OutputClosed)
+        );
+        assert_eq!(
+            p.ingest.push_rtp(Codec::H264, &packet, p.at(20)),
+            Err(IngestError::UnknownTrack(Codec::H264))
+        );
+        assert!(matches!(
+            Ingest::new(IngestConfig::default(), &[], p.ring.clone()),
+            Err(IngestError::Tracks(MuxError::NoTracks))
+        ));
+    }
+}
