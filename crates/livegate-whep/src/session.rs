@@ -84,10 +84,13 @@ pub(crate) async fn run(task: SessionTask) {
             let mut first_frame_sent = false;
             let mut ticker = tokio::time::interval(server.config.server_metrics_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Made once: a fresh `cancelled()` future per frame showed up in profiles.
+            let cancelled = entry.cancel.cancelled();
+            tokio::pin!(cancelled);
             loop {
                 tokio::select! {
                     biased;
-                    _ = entry.cancel.cancelled() => break SessionEnd::Stopped,
+                    _ = &mut cancelled => break SessionEnd::Stopped,
                     changed = state.changed() => {
                         if changed.is_err() {
                             break SessionEnd::Transport(CloseReason::Failed);
