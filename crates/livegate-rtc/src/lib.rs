@@ -198,6 +198,15 @@ pub enum SessionEvent {
     DataChannelOpen { label: String },
     /// A message on a data channel.
     DataChannelMessage { label: String, data: Bytes },
+    /// The peer's RTCP Sender Report for a track it sends us: the RTP timestamp that
+    /// corresponds to an NTP wall-clock time (RFC 3550 §6.4.1), which is how its audio and
+    /// video are put on one clock.
+    SenderReport {
+        codec: Codec,
+        /// 64-bit NTP timestamp (seconds since 1900 in the high 32 bits, fraction below).
+        ntp_time: u64,
+        rtp_time: u32,
+    },
 }
 
 /// One frame's RTP payloads, packetized once and shared by every session that sends it.

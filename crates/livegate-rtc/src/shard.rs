@@ -61,6 +61,8 @@ struct Session {
     /// Remote tracks: receiver and SSRC, and which SSRC carries video.
     receivers: Vec<(RTCRtpReceiverId, u32)>,
     video_ssrc: Option<u32>,
+    /// SSRC of the Opus we receive, to tell its sender reports from the video's.
+    audio_ssrc: Option<u32>,
     data_channels: HashMap<RTCDataChannelId, String>,
     dropped_events: u64,
     keyframe_requests: u64,
@@ -374,6 +376,7 @@ impl Shard {
                 closing: None,
                 receivers: Vec::new(),
                 video_ssrc: None,
+                audio_ssrc: None,
                 data_channels: HashMap::new(),
                 dropped_events: 0,
                 keyframe_requests: 0,
@@ -697,6 +700,9 @@ fn handle_message(
             let Some(&codec) = session.in_codecs.get(&packet.header.payload_type) else {
                 return;
             };
+            if codec == Codec::Opus {
+                session.audio_ssrc = Some(packet.header.ssrc);
+            }
             if codec == Codec::H264 {
                 session.video_ssrc = Some(packet.header.ssrc);
                 // The marker bit ends an access unit (RFC 6184 §5.1).
@@ -716,6 +722,24 @@ fn handle_message(
                 }
                 if let Some(sr) = any.downcast_ref::<SenderReport>() {
                     note_receptions(session, &sr.reports, media);
+                    let codec = if Some(sr.ssrc) == session.video_ssrc {
+                        Some(Codec::H264)
+                    } else if Some(sr.ssrc) == session.audio_ssrc {
+                        Some(Codec::Opus)
+                    } else {
+                        // Before the stream's first RTP packet: nothing to align yet.
+                        None
+                    };
+                    if let Some(codec) = codec {
+                        session.emit(
+                            SessionEvent::SenderReport {
+                                codec,
+                                ntp_time: sr.ntp_time,
+                                rtp_time: sr.rtp_time,
+                            },
+                            counters,
+                        );
+                    }
                     continue;
                 }
                 if any.downcast_ref::<TransportLayerNack>().is_some() {

@@ -219,6 +219,7 @@ async fn a_publishers_frames_and_our_keyframe_request_are_counted() {
     });
 
     let (mut frames, mut packets, mut payload_bytes) = (0, 0, 0);
+    let mut sender_reports = 0;
     let mut first = None;
     while frames < FRAMES {
         match tokio::time::timeout(DEADLINE, accepted.events.recv()).await {
@@ -234,11 +235,33 @@ async fn a_publishers_frames_and_our_keyframe_request_are_counted() {
                     }
                 }
             }
+            Ok(Some(SessionEvent::SenderReport { codec, .. })) => {
+                assert_eq!(codec, Codec::H264);
+                sender_reports += 1;
+            }
             Ok(Some(_)) => {}
             other => panic!("{frames} frames: {other:?}"),
         }
     }
     let _peer = sender.await.unwrap();
+    // The publisher's sender reports (about one a second) reach the owner, named by the
+    // track they describe: WHIP's lip sync needs them.
+    while sender_reports == 0 {
+        match tokio::time::timeout(DEADLINE, accepted.events.recv()).await {
+            Ok(Some(SessionEvent::SenderReport {
+                codec, ntp_time, ..
+            })) => {
+                assert_eq!(codec, Codec::H264);
+                assert!(
+                    ntp_time >> 32 > 3_900_000_000,
+                    "NTP seconds since 1900: {ntp_time}"
+                );
+                sender_reports += 1;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no sender report: {other:?}"),
+        }
+    }
     assert_eq!(
         first.unwrap().frames_per_second,
         Some(0.0),

@@ -93,6 +93,10 @@ pub(crate) async fn run(task: PublishTask) {
                     last_media = Instant::now();
                     ingest.push_rtp(codec, &packet, StdInstant::now())
                 }
+                Some(SessionEvent::SenderReport { codec, ntp_time, rtp_time }) => {
+                    ingest.on_sender_report(codec, ntp_time, rtp_time);
+                    Ok(())
+                }
                 Some(_) => Ok(()),
                 // The transport dropped its side of the queue: the session is gone.
                 None => break match &*state.borrow() {
