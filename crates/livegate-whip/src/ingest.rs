@@ -209,7 +209,7 @@ struct Start {
 
 /// A publisher's media, from RTP to the stream's input MPEG-TS.
 ///
-/// Owned by the publisher's session task; see the [module docs](self) for the event loop.
+/// Owned by the publisher's session task; see the [module docs](crate::ingest) for the event loop.
 /// Writes to the ring buffer it is given and to nothing else; it never closes it.
 ///
 /// ```
@@ -398,7 +398,9 @@ impl Ingest {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must run if no packet comes first: a
-    /// hole to give up, a decision to take, a keyframe request to repeat.
+    /// hole to give up, a decision to take, a keyframe request to repeat. A keyframe request
+    /// that is due keeps this in the past until [`want_keyframe`](Self::want_keyframe) is
+    /// called, so call it after every `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tracks = self.video.iter().chain(&self.audio);
         let reorder = tracks.clone().filter_map(|t| t.reorder.poll_timeout());

@@ -8,10 +8,10 @@
 //!                        └──▶ want_keyframe() ──▶ SessionHandle::request_keyframe()
 //! ```
 //!
-//! - [`Ingest`]: the whole path for one publisher, sans-I/O; its module docs hold the event
-//!   loop contract, the start rules and the loss policy. [`IngestConfig`] and
+//! - [`ingest`]: [`Ingest`], the whole path for one publisher, sans-I/O; the module docs
+//!   hold the event loop contract, the start rules and the loss policy. [`IngestConfig`] and
 //!   [`IngestStats`] go with it.
-//! - [`reorder`](crate::reorder) (private): sequence-number order within a small window,
+//! - `reorder` (private): sequence-number order within a small window,
 //!   holes given up.
 //! - [`depacketize`]: H.264 per RFC 6184 (single NAL unit, STAP-A, FU-A), Opus per RFC 7587.
 //! - [`timing`]: 32-bit RTP timestamp unwrapping, exact clock conversion to 90 kHz, 1 MHz
@@ -34,7 +34,7 @@
 mod config;
 pub mod depacketize;
 pub mod http;
-mod ingest;
+pub mod ingest;
 pub mod keyframe;
 mod metrics;
 mod reorder;

@@ -4,12 +4,12 @@
 //! base (RFC 3550 §5.1), at the codec's rate (90 kHz for H.264, RFC 6184 §8.2.1; 48 kHz for
 //! Opus, RFC 7587 §4.1). The pieces, in the order a timestamp passes through them:
 //!
-//! - [`RtpUnwrapper`]: 32-bit RTP timestamp → continuous 64-bit count in the track's clock.
+//! - `RtpUnwrapper`: 32-bit RTP timestamp → continuous 64-bit count in the track's clock.
 //! - [`TrackClock`]: that count → 90 kHz ticks, exactly (Opus: × 15/8; 1 MHz video: × 9/100).
-//! - [`VideoClockDetector`]: notices publishers that stamp H.264 with a 1 MHz clock while
+//! - `VideoClockDetector`: notices publishers that stamp H.264 with a 1 MHz clock while
 //!   announcing 90 kHz (iOS 18.4 and later), by comparing timestamp deltas with arrival-time
 //!   deltas over the first frames.
-//! - [`ArrivalAnchor`] and [`sender_report_offset`]: the offset that puts a track's 90 kHz
+//! - `ArrivalAnchor` and `sender_report_offset`: the offset that puts a track's 90 kHz
 //!   time on the shared clock, from the arrival times of its first packets, or from an RTCP
 //!   sender report's NTP/RTP pair (RFC 3550 §6.4.1) when the publisher sends them.
 //!
