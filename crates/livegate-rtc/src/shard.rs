@@ -93,6 +93,12 @@ impl Session {
     }
 }
 
+/// Most datagrams in one segmented send: a frame's packets to one viewer. The kernel allows
+/// 64 (`UDP_MAX_SEGMENTS`); more would only delay the next viewer's first packet.
+const MAX_SEGMENTS: usize = 32;
+/// Most bytes in one segmented send (one IP datagram's worth, as the kernel requires).
+const MAX_SEGMENTED_BYTES: usize = 65_000;
+
 pub(crate) struct Shard {
     /// Shared with the dispatcher and the other shards; shards only send on it.
     socket: Arc<UdpPort>,
@@ -117,6 +123,8 @@ pub(crate) struct Shard {
     next_id: u64,
     /// Packets to send: to whom, from which local candidate.
     outbox: VecDeque<(PeerAddr, SocketAddr, BytesMut)>,
+    /// Reused buffer of a segmented send.
+    segments: Vec<u8>,
     counters: Arc<Counters>,
     /// This shard's own; nothing else writes them.
     media: Arc<MediaCounters>,
@@ -157,6 +165,7 @@ impl Shard {
             timers: BTreeSet::new(),
             next_id: 0,
             outbox: VecDeque::new(),
+            segments: Vec::new(),
             counters,
             media,
         }
@@ -204,14 +213,74 @@ impl Shard {
                 continue;
             }
             let source = self.candidates.source_ip(local);
-            match self.socket.send(peer.addr, source, &datagram).await {
-                Ok(()) => {
+            let batch = self.gather_segments(peer, local, &datagram);
+            let result = if batch > 0 {
+                let segment_size = datagram.len();
+                let mut contents = std::mem::take(&mut self.segments);
+                contents.clear();
+                contents.extend_from_slice(&datagram);
+                let mut rtp = vec![rtp_len];
+                for _ in 0..batch {
+                    let (_, _, next) = self.outbox.pop_front().expect("gathered");
+                    rtp.push(is_rtp(&next).then_some(next.len() as u64));
+                    contents.extend_from_slice(&next);
+                }
+                let result = self
+                    .socket
+                    .send_segments(peer.addr, source, &contents, Some(segment_size))
+                    .await;
+                self.segments = contents;
+                if result.is_ok() {
+                    for rtp_len in rtp {
+                        note_rtp_sent(&self.media, rtp_len);
+                    }
+                    self.counters
+                        .datagrams_out
+                        .fetch_add(batch as u64 + 1, Ordering::Relaxed);
+                }
+                result
+            } else {
+                let result = self.socket.send(peer.addr, source, &datagram).await;
+                if result.is_ok() {
                     note_rtp_sent(&self.media, rtp_len);
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(peer = %peer.addr, error = %e, "UDP send failed"),
+                result
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %peer.addr, error = %e, "UDP send failed");
             }
         }
+    }
+
+    /// How many of the datagrams queued right behind `first` can leave with it in one
+    /// segmented send: same peer and source, the same size as `first` but for the last,
+    /// which may be shorter (the kernel cuts at `first`'s size), within the offload's
+    /// segment count and 64 KiB.
+    fn gather_segments(&self, peer: PeerAddr, local: SocketAddr, first: &[u8]) -> usize {
+        let max = self.socket.max_segments().min(MAX_SEGMENTS);
+        let size = first.len();
+        if max <= 1 || size == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        let mut total = size;
+        for (next_peer, next_local, next) in self.outbox.iter() {
+            if n + 1 >= max
+                || *next_peer != peer
+                || *next_local != local
+                || next.len() > size
+                || total + next.len() > MAX_SEGMENTED_BYTES
+            {
+                break;
+            }
+            n += 1;
+            total += next.len();
+            if next.len() < size {
+                break;
+            }
+        }
+        n
     }
 
     fn handle_datagram(

@@ -71,11 +71,31 @@ impl UdpPort {
         source: Option<IpAddr>,
         data: &[u8],
     ) -> io::Result<()> {
+        self.send_segments(peer, source, data, None).await
+    }
+
+    /// How many datagrams one [`send_segments`](Self::send_segments) may carry: 1 where the
+    /// kernel has no UDP segmentation offload (or it failed once).
+    pub(crate) fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Sends `data` to `peer` as datagrams of `segment_size` bytes each (the last may be
+    /// shorter) in one system call, with UDP generic segmentation offload (Linux
+    /// `UDP_SEGMENT`): the packets of a frame to one viewer cost one `sendmsg`, one route
+    /// lookup and one socket buffer instead of one each.
+    pub(crate) async fn send_segments(
+        &self,
+        peer: SocketAddr,
+        source: Option<IpAddr>,
+        data: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
         let transmit = Transmit {
             destination: peer,
             ecn: None,
             contents: data,
-            segment_size: None,
+            segment_size,
             src_ip: source,
         };
         loop {
