@@ -1,5 +1,5 @@
-//! livegate from the player's side of the wire: a WHEP client for integration tests
-//! ([`whep`]) and the `livegate-bench` load tool built on it.
+//! livegate from both ends of the wire: a WHEP viewer ([`whep`]) and a WHIP publisher
+//! ([`whip`]) for integration tests, and the `livegate-bench` load tool built on them.
 //!
 //! The client is a real WebRTC peer of its own (the `rtc` core with its own socket, ICE
 //! agent, DTLS client and event loop per viewer), so a test that passes with it exercised
@@ -8,6 +8,10 @@
 //! a few counters and a NAL header read, so the tool stays cheaper than the gateway it
 //! measures.
 //!
-//! Not here: WHIP publishing (a later `whip` subcommand), decoding, TLS.
+//! The publisher is the same kind of peer (the `rtc` core, its own socket and loop) playing
+//! an MPEG-TS file in real time as OBS would send it.
+//!
+//! Not here: encoding or decoding, TLS.
 
 pub mod whep;
+pub mod whip;

@@ -1,11 +1,12 @@
 //! The load subcommands of `livegate-bench` and what they share: the target check, the
 //! process sampling and the figures. Each protocol is one module with its `Args` and `run`
-//! (`whep` today; `whip` slots in beside it).
+//! (`whep`, `whip`).
 
 pub mod proc_stat;
 pub mod summary;
 pub mod target;
 pub mod whep;
+pub mod whip;
 
 /// The most sessions one run may open: 300 is the largest planned figure; the cap keeps a
 /// typo from becoming a flood.

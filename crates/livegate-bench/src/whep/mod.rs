@@ -33,11 +33,11 @@
 mod client;
 mod error;
 mod h264;
-mod http;
+pub(crate) mod http;
 mod options;
 mod peer;
 mod receive;
-mod sdp;
+pub(crate) mod sdp;
 mod session;
 
 pub use client::WhepClient;

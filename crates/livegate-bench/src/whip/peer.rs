@@ -1,0 +1,702 @@
+//! The publisher's peer connection on the `rtc` sans-I/O core, driven by its own event loop:
+//! one task and one UDP socket per publisher, and the pacing of its media.
+//!
+//! Built the way the WHEP viewer is (see `crate::whep`'s peer module for why not the async
+//! `webrtc` crate): the loop pumps the core's events after every datagram, so the SRTP keys
+//! are installed the moment DTLS completes.
+//!
+//! The loop's contract with `rtc` (`sansio::Protocol`):
+//!
+//! | input | call | then |
+//! |---|---|---|
+//! | a datagram | `handle_read` | `poll_event`, `poll_read` until empty (state, RTCP) |
+//! | the deadline of `poll_timeout` | `handle_timeout` | the same |
+//! | an access unit's decoding time (once connected) | `RTCRtpSender::write_rtp` per payload | |
+//! | [`PublisherHandle::close`] or the handle dropped | `close` | `poll_write` (DTLS close_notify), exit |
+//! | [`PublisherHandle::vanish`] | nothing | exit: the socket is dropped unannounced |
+//! | every turn | `poll_write` until empty | send each to its peer address |
+//!
+//! Media starts at the first `connected` state, from the file's first unit; each unit goes
+//! out when the clock reaches its decoding time since then, a late one (a stalled runtime)
+//! at once. It ends by itself when the connection fails or closes, or when the gateway's
+//! DTLS close_notify arrives; [`Observed::ended`] says which.
+//!
+//! Concurrency: the loop alone owns the peer connection. It locks [`Observed::sent`] once
+//! per access unit for a few additions; readers lock it as briefly for a snapshot, or await
+//! the watches, which only move forward.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use livegate_media::time::{RtpClock, Ticks90k};
+use livegate_media::Codec;
+use parking_lot::Mutex;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsTransportState, RTCIceCandidate,
+    RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::pacer::{duration_of_90k, ticks_90k_of, Pacer};
+use super::payload::ObsH264Payloads;
+use super::{MediaFile, OfferShape, WhipOptions};
+use crate::whep::PeerError;
+
+/// H.264 payload type, as OBS and the brief's offers use it.
+pub(crate) const H264_PAYLOAD_TYPE: u8 = 96;
+/// Opus payload type (what browsers and OBS use).
+pub(crate) const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// `profile-level-id` offered when the file's SPS cannot be read: constrained baseline 3.1.
+const DEFAULT_PROFILE_LEVEL_ID: &str = "42e01f";
+/// Send buffer of each publisher's socket: a 720p keyframe goes out as one burst of ~100
+/// packets, which the default ~200 KiB buffer may not hold at high rates.
+const SEND_BUFFER_BYTES: usize = 1024 * 1024;
+/// Receive buffer chunk: datagrams are split off it, so one allocation serves dozens.
+const RECV_CHUNK: usize = 16 * 1024;
+/// Room kept free for the next datagram.
+const MAX_DATAGRAM: usize = 2048;
+/// Sleep when neither the core nor the media has a deadline.
+const IDLE: Duration = Duration::from_secs(1);
+/// Stream id (`a=msid`) both tracks share, so a player would lip-sync them.
+const STREAM_ID: &str = "livegate-bench";
+
+/// What the publisher sent so far; see [`crate::whip::WhipPublisher::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentStats {
+    pub video_packets: u64,
+    /// RTP payload bytes of video (headers excluded): the media bitrate's numerator.
+    pub video_payload_bytes: u64,
+    /// H.264 access units sent.
+    pub video_frames: u64,
+    /// IDR access units sent.
+    pub keyframes: u64,
+    pub audio_packets: u64,
+    pub audio_payload_bytes: u64,
+    /// PLI and FIR received from the gateway (RFC 4585 §6.3.1, RFC 5104 §4.3.1).
+    pub keyframe_requests: u64,
+    /// Generic NACKs received (RFC 4585 §6.2.1); rtc's responder resends what they list.
+    pub nacks: u64,
+    /// Passes over the file completed.
+    pub passes: u64,
+}
+
+/// Everything the loop reports to the publisher.
+pub(crate) struct Observed {
+    pub(crate) sent: Mutex<SentStats>,
+    /// Video frames sent (or, without video, audio packets): what waits count.
+    pub(crate) progress: watch::Sender<u64>,
+    /// Whether every pass asked for has been sent.
+    pub(crate) media_finished: watch::Sender<bool>,
+    pub(crate) state: watch::Sender<RTCPeerConnectionState>,
+    pub(crate) connected_at: Mutex<Option<Instant>>,
+    /// Why the loop ended, once it has.
+    pub(crate) ended: watch::Sender<Option<&'static str>>,
+}
+
+impl Observed {
+    pub(crate) fn new() -> Arc<Observed> {
+        Arc::new(Observed {
+            sent: Mutex::new(SentStats::default()),
+            progress: watch::Sender::new(0),
+            media_finished: watch::Sender::new(false),
+            state: watch::Sender::new(RTCPeerConnectionState::New),
+            connected_at: Mutex::new(None),
+            ended: watch::Sender::new(None),
+        })
+    }
+
+    fn end(&self, why: &'static str) {
+        self.ended.send_if_modified(|ended| {
+            let first = ended.is_none();
+            if first {
+                *ended = Some(why);
+            }
+            first
+        });
+    }
+}
+
+/// A track the publisher sends.
+struct OutTrack {
+    codec: Codec,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    /// Known once the answer is applied.
+    payload_type: u8,
+    next_sequence: u16,
+    /// Random base (RFC 3550 §5.1); 90 kHz or 48 kHz from presentation time.
+    clock: RtpClock,
+}
+
+/// A peer connection being negotiated: built, bound, not yet running.
+pub(crate) struct Peer {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    tracks: Vec<OutTrack>,
+}
+
+impl Peer {
+    /// Binds the publisher's socket on `bind` (a concrete IP: it is also the host candidate)
+    /// and builds the connection with its sendonly tracks, in the order `options.shape` says.
+    pub(crate) async fn bind(bind: SocketAddr, options: &WhipOptions) -> Result<Peer, PeerError> {
+        let socket = UdpSocket::bind(bind).await?;
+        let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER_BYTES);
+        let local_addr = socket.local_addr()?;
+
+        let profile = options
+            .media
+            .as_deref()
+            .and_then(MediaFile::profile_level_id)
+            .unwrap_or(DEFAULT_PROFILE_LEVEL_ID)
+            .to_owned();
+        let kinds: &[Codec] = match options.shape {
+            OfferShape::Standard => &[Codec::H264, Codec::Opus],
+            OfferShape::Obs => &[Codec::Opus, Codec::H264],
+        };
+        let wanted = |codec: &Codec| match codec {
+            Codec::H264 => options.video,
+            Codec::Opus => options.audio,
+        };
+        let mut media_engine = MediaEngine::default();
+        for &codec in kinds.iter().filter(|c| wanted(c)) {
+            media_engine.register_codec(codec_parameters(codec, &profile), kind_of(codec))?;
+        }
+        // Codecs first: registering feedback (nack, nack pli) patches only codecs already
+        // registered. The RTCP report interceptors send our sender reports.
+        let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
+        let registry = register_default_interceptors(registry, &mut media_engine)?;
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_ice_connection_attempts(Some(options.ice_check_interval), None)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())?;
+
+        let mut tracks = Vec::new();
+        for &codec in kinds.iter().filter(|c| wanted(c)) {
+            let ssrc: u32 = rand::random();
+            let track_id = match codec {
+                Codec::H264 => "video",
+                Codec::Opus => "audio",
+            };
+            let track = MediaStreamTrack::new(
+                STREAM_ID.to_owned(),
+                track_id.to_owned(),
+                track_id.to_owned(),
+                kind_of(codec),
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    active: true,
+                    codec: codec_parameters(codec, &profile).rtp_codec,
+                    ..Default::default()
+                }],
+            );
+            let transceiver = pc.add_transceiver_from_track(
+                track,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![STREAM_ID.to_owned()],
+                    send_encodings: vec![],
+                }),
+            )?;
+            tracks.push(OutTrack {
+                codec,
+                sender: RTCRtpSenderId::from(transceiver),
+                ssrc,
+                payload_type: match codec {
+                    Codec::H264 => H264_PAYLOAD_TYPE,
+                    Codec::Opus => OPUS_PAYLOAD_TYPE,
+                },
+                next_sequence: rand::random(),
+                clock: RtpClock::new(codec.rtp_clock_rate()),
+            });
+        }
+
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local_addr.ip().to_string(),
+                port: local_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+        // The empty candidate ends gathering: the offer is complete (no trickle).
+        pc.add_local_candidate(RTCIceCandidateInit::default())?;
+        Ok(Peer {
+            pc,
+            socket,
+            local_addr,
+            tracks,
+        })
+    }
+
+    /// The sendonly offer, applied locally.
+    pub(crate) fn offer(&mut self) -> Result<String, PeerError> {
+        let offer = self.pc.create_offer(None)?;
+        self.pc.set_local_description(Instant::now(), offer)?;
+        let local = self
+            .pc
+            .local_description()
+            .ok_or(PeerError::NoLocalDescription)?;
+        Ok(local.sdp)
+    }
+
+    /// Applies the answer and reads each track's negotiated payload type.
+    pub(crate) fn apply_answer(&mut self, sdp: String) -> Result<(), PeerError> {
+        self.pc
+            .set_remote_description(Instant::now(), RTCSessionDescription::answer(sdp)?)?;
+        for track in &mut self.tracks {
+            let negotiated = self.pc.rtp_sender(track.sender).and_then(|mut sender| {
+                sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type)
+            });
+            if let Some(payload_type) = negotiated {
+                track.payload_type = payload_type;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the loop; it runs until the connection ends or the handle is closed, vanishes
+    /// or is dropped.
+    pub(crate) fn spawn(
+        self,
+        observed: Arc<Observed>,
+        media: Option<Arc<MediaFile>>,
+        passes: Option<u64>,
+    ) -> PublisherHandle {
+        let (commands, received) = mpsc::channel(4);
+        let pacer = media.map(|file| Pacer::new(file, passes));
+        if pacer.as_ref().is_none_or(Pacer::finished) {
+            observed.media_finished.send_replace(true);
+        }
+        let driver = Driver {
+            pc: self.pc,
+            socket: self.socket,
+            local_addr: self.local_addr,
+            observed,
+            tracks: self.tracks,
+            pacer,
+            media_started_at: None,
+            h264: ObsH264Payloads::default(),
+            payloads: Vec::new(),
+            recv_buf: BytesMut::with_capacity(RECV_CHUNK),
+        };
+        tokio::spawn(driver.run(received));
+        PublisherHandle { commands }
+    }
+}
+
+fn kind_of(codec: Codec) -> RtpCodecKind {
+    match codec {
+        Codec::H264 => RtpCodecKind::Video,
+        Codec::Opus => RtpCodecKind::Audio,
+    }
+}
+
+fn codec_parameters(codec: Codec, profile_level_id: &str) -> RTCRtpCodecParameters {
+    match codec {
+        Codec::H264 => RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "video/H264".to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: format!(
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
+                ),
+                rtcp_feedback: vec![],
+            },
+            payload_type: H264_PAYLOAD_TYPE,
+        },
+        Codec::Opus => RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "audio/opus".to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: OPUS_PAYLOAD_TYPE,
+        },
+    }
+}
+
+/// What the publisher's handle asks of its loop.
+enum Command {
+    /// DTLS close_notify, then exit.
+    Close(oneshot::Sender<()>),
+    /// Exit without a word: the socket is dropped, the gateway hears nothing more.
+    Vanish(oneshot::Sender<()>),
+    /// Stop sending media; the connection stays up.
+    StopMedia(oneshot::Sender<()>),
+}
+
+/// Commands the loop: explicitly, or by being dropped (a graceful close).
+pub(crate) struct PublisherHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl PublisherHandle {
+    async fn send(&self, command: impl FnOnce(oneshot::Sender<()>) -> Command) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(command(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Closes the peer connection (DTLS close_notify sent) and waits until the loop ended.
+    pub(crate) async fn close(&self) {
+        self.send(Command::Close).await;
+    }
+
+    /// Ends the loop without sending anything and waits until the socket is gone.
+    pub(crate) async fn vanish(&self) {
+        self.send(Command::Vanish).await;
+    }
+
+    /// Stops the media and waits until no more will be sent.
+    pub(crate) async fn stop_media(&self) {
+        self.send(Command::StopMedia).await;
+    }
+}
+
+struct Driver {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    observed: Arc<Observed>,
+    tracks: Vec<OutTrack>,
+    pacer: Option<Pacer>,
+    /// Set at the first `connected`: the origin of every unit's due time.
+    media_started_at: Option<Instant>,
+    h264: ObsH264Payloads,
+    /// Payloads of the access unit being sent, reused.
+    payloads: Vec<Bytes>,
+    recv_buf: BytesMut,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let sleep = tokio::time::sleep(IDLE);
+        tokio::pin!(sleep);
+        let mut vanished = false;
+        let mut replied: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.flush().await;
+            if self.observed.ended.borrow().is_some() {
+                break;
+            }
+            let now = Instant::now();
+            if self.pc.poll_timeout().is_some_and(|at| at <= now) {
+                let _ = self.pc.handle_timeout(now);
+                self.pump();
+                continue;
+            }
+            let media_due = self.media_due();
+            if media_due.is_some_and(|at| at <= now) {
+                self.send_due_media(now);
+                continue;
+            }
+            let wake = [self.pc.poll_timeout(), media_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + IDLE);
+            sleep.as_mut().reset(wake.into());
+            if self.recv_buf.capacity() < MAX_DATAGRAM {
+                self.recv_buf.reserve(RECV_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::StopMedia(done)) => {
+                        self.pacer = None;
+                        self.observed.media_finished.send_replace(true);
+                        let _ = done.send(());
+                    }
+                    Some(Command::Vanish(done)) => {
+                        vanished = true;
+                        replied = Some(done);
+                        break;
+                    }
+                    Some(Command::Close(done)) => {
+                        replied = Some(done);
+                        break;
+                    }
+                    None => break,
+                },
+                received = self.socket.recv_buf_from(&mut self.recv_buf) => {
+                    if let Ok((_, from)) = received {
+                        self.on_datagram(from);
+                    }
+                    // Errors are ICMP echoes of our own sends (port unreachable once the
+                    // gateway is gone): ICE's timers decide what they mean.
+                }
+                () = &mut sleep => {}
+            }
+        }
+        if vanished {
+            self.observed.end("vanished (closed without a word)");
+        } else {
+            let _ = self.pc.close();
+            self.pump();
+            self.flush().await;
+            self.observed.end("closed by the publisher");
+        }
+        self.observed
+            .state
+            .send_replace(RTCPeerConnectionState::Closed);
+        // The socket goes with the driver, before the caller hears we are done.
+        drop(self);
+        if let Some(done) = replied {
+            let _ = done.send(());
+        }
+    }
+
+    /// When the next access unit is due, once media has started.
+    fn media_due(&self) -> Option<Instant> {
+        let started = self.media_started_at?;
+        let due_90k = self.pacer.as_ref()?.next_due_90k()?;
+        Some(started + duration_of_90k(due_90k))
+    }
+
+    /// Writes every access unit due by `now` (several after a stall: a burst, not a skip).
+    fn send_due_media(&mut self, now: Instant) {
+        let (Some(started), Some(pacer)) = (self.media_started_at, self.pacer.as_mut()) else {
+            return;
+        };
+        let elapsed_90k = ticks_90k_of(now.saturating_duration_since(started));
+        while let Some(due) = pacer.pop_due(elapsed_90k) {
+            let Some(track) = self.tracks.iter_mut().find(|t| t.codec == due.unit.codec) else {
+                // The file has a kind the offer left out (an audio-less publisher).
+                continue;
+            };
+            match due.unit.codec {
+                Codec::H264 => self.h264.payloads(&due.unit.data, &mut self.payloads),
+                Codec::Opus => self.payloads.push(due.unit.data.clone()),
+            }
+            let timestamp = track.clock.timestamp(Ticks90k(due.pts_90k as i64)).0;
+            let last = self.payloads.len().saturating_sub(1);
+            let (mut packets, mut bytes) = (0, 0);
+            if let Some(mut sender) = self.pc.rtp_sender(track.sender) {
+                for (i, payload) in self.payloads.drain(..).enumerate() {
+                    bytes += payload.len() as u64;
+                    let packet = rtc::rtp::Packet {
+                        header: rtc::rtp::Header {
+                            version: 2,
+                            // RFC 6184 §5.1: the marker ends an access unit. RFC 7587 §4.1
+                            // leaves it for talkspurts, which a file does not have.
+                            marker: track.codec == Codec::H264 && i == last,
+                            payload_type: track.payload_type,
+                            sequence_number: track.next_sequence,
+                            timestamp,
+                            ssrc: track.ssrc,
+                            ..Default::default()
+                        },
+                        payload,
+                    };
+                    track.next_sequence = track.next_sequence.wrapping_add(1);
+                    if sender.write_rtp(now, packet).is_ok() {
+                        packets += 1;
+                    }
+                }
+            }
+            self.payloads.clear();
+            let progress = {
+                let mut sent = self.observed.sent.lock();
+                sent.passes = pacer.passes_done();
+                match due.unit.codec {
+                    Codec::H264 => {
+                        sent.video_packets += packets;
+                        sent.video_payload_bytes += bytes;
+                        sent.video_frames += 1;
+                        sent.keyframes += u64::from(due.unit.keyframe);
+                    }
+                    Codec::Opus => {
+                        sent.audio_packets += packets;
+                        sent.audio_payload_bytes += bytes;
+                    }
+                }
+                if self.tracks.iter().any(|t| t.codec == Codec::H264) {
+                    sent.video_frames
+                } else {
+                    sent.audio_packets
+                }
+            };
+            self.observed.progress.send_replace(progress);
+        }
+        if pacer.finished() {
+            self.observed.media_finished.send_replace(true);
+        }
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr) {
+        let message = self.recv_buf.split();
+        // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a close_notify would be.
+        let dtls = matches!(message.first(), Some(20..=63));
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message,
+        });
+        self.pump();
+        if dtls && self.dtls_closed() {
+            // The W3C connection-state rules count a closed DTLS transport as connected,
+            // so the gateway's close_notify shows only here.
+            self.observed
+                .end("closed by the gateway (DTLS close_notify)");
+        }
+    }
+
+    fn pump(&mut self) {
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                self.on_state(state);
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtcpPacket(_, packets) = message {
+                let (mut keyframe_requests, mut nacks) = (0, 0);
+                for packet in &packets {
+                    let any = packet.as_any();
+                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                        keyframe_requests += 1;
+                    } else if any.is::<TransportLayerNack>() {
+                        nacks += 1;
+                    }
+                }
+                if keyframe_requests + nacks > 0 {
+                    let mut sent = self.observed.sent.lock();
+                    sent.keyframe_requests += keyframe_requests;
+                    sent.nacks += nacks;
+                }
+            }
+        }
+    }
+
+    fn on_state(&mut self, state: RTCPeerConnectionState) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let now = Instant::now();
+                self.observed.connected_at.lock().get_or_insert(now);
+                self.media_started_at.get_or_insert(now);
+            }
+            RTCPeerConnectionState::Failed => self.observed.end("failed"),
+            RTCPeerConnectionState::Closed => self.observed.end("closed"),
+            _ => {}
+        }
+        self.observed.state.send_replace(state);
+    }
+
+    async fn flush(&mut self) {
+        while let Some(out) = self.pc.poll_write() {
+            // A failed send is a lost datagram, which ICE, DTLS and NACK absorb.
+            let _ = self
+                .socket
+                .send_to(&out.message, out.transport.peer_addr)
+                .await;
+        }
+    }
+
+    fn dtls_closed(&mut self) -> bool {
+        let Some(sender) = self.tracks.first().map(|t| t.sender) else {
+            return false;
+        };
+        let state = self
+            .pc
+            .rtp_sender(sender)
+            .and_then(|sender| sender.transport().map(|t| t.state()));
+        matches!(
+            state,
+            Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
+        )
+    }
+}
+
+/// Lets inbound RTCP (the gateway's PLI, FIR and NACK) reach the loop: `rtc` ends its chain
+/// with a no-op that drops every inbound RTCP packet not marked for delivery.
+#[derive(Default)]
+struct DeliverRtcp {
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
