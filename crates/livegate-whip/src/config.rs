@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use livegate_wish::BearerToken;
 
+use crate::auth::AuthWebhook;
 use crate::IngestConfig;
 
 /// What a second publisher of a live stream key gets.
@@ -51,6 +52,8 @@ pub struct WhipConfig {
     pub media_timeout: Duration,
     /// `Authorization: Bearer` required on every WHIP request when set.
     pub token: Option<BearerToken>,
+    /// Asked before each publisher is answered (`LIVE_AI_AUTH_WEBHOOK_URL`).
+    pub auth_webhook: Option<AuthWebhook>,
     /// `Link` header values of the ICE servers (RFC 9725 §4.4).
     pub ice_server_links: Vec<HeaderValue>,
     /// `Retry-After` of a 503.
@@ -67,6 +70,7 @@ impl Default for WhipConfig {
             republish_grace: Duration::from_secs(10),
             media_timeout: Duration::from_secs(10),
             token: None,
+            auth_webhook: None,
             ice_server_links: Vec::new(),
             retry_after: Duration::from_secs(5),
             ingest: IngestConfig::default(),

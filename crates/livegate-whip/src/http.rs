@@ -11,7 +11,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -21,6 +21,7 @@ use livegate_wish::{
     ascii_header, patch, preflight, read_sdp_offer, respond, HttpError, ResourceId,
 };
 
+use crate::auth::AuthRequest;
 use crate::server::{PublishError, WhipServer};
 
 /// go-livepeer's name for the header that tells a publisher where its stream plays.
@@ -49,6 +50,7 @@ pub fn router(server: WhipServer) -> Router {
 async fn publish(
     State(server): State<WhipServer>,
     Path(stream): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -56,8 +58,16 @@ async fn publish(
         authorize(&server, &headers)?;
         let key = StreamKey::parse(&stream).map_err(|e| HttpError::bad_request(e.to_string()))?;
         let offer = read_sdp_offer(&headers, body).await?;
+        let auth = AuthRequest {
+            query: uri.query().unwrap_or("").to_owned(),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            ..AuthRequest::whip(&key)
+        };
         let published = server
-            .publish(key.clone(), offer)
+            .publish(key.clone(), offer, auth)
             .await
             .map_err(|e| publish_error(&server, e))?;
 
@@ -100,7 +110,10 @@ fn publish_error(server: &WhipServer, error: PublishError) -> HttpError {
         PublishError::BadOffer(_) => HttpError::bad_request(reason),
         PublishError::Unprocessable(_) => HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, reason),
         PublishError::AlreadyLive(_) => HttpError::new(StatusCode::CONFLICT, reason),
-        PublishError::TooManyStreams(_) | PublishError::ShuttingDown => {
+        PublishError::Denied(_) => HttpError::new(StatusCode::FORBIDDEN, reason),
+        PublishError::TooManyStreams(_)
+        | PublishError::ShuttingDown
+        | PublishError::AuthUnavailable(_) => {
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)
                 .retry_after(server.config().retry_after)
         }

@@ -31,6 +31,7 @@
 //! Not here: the peer connection (`livegate_rtc`), NACK generation (rtc's interceptors),
 //! pipeline workers (`livegate_pipeline`).
 
+pub mod auth;
 mod config;
 pub mod depacketize;
 pub mod http;

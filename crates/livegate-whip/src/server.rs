@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::auth::{AuthError, AuthRequest};
 use crate::config::{OnConflict, WhipConfig};
 use crate::metrics::WhipMetrics;
 use crate::session::{self, PublishTask};
@@ -43,6 +44,12 @@ pub enum PublishError {
     /// 503.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// 403: the auth webhook refused.
+    #[error("{0}")]
+    Denied(String),
+    /// 503: the auth webhook could not decide.
+    #[error("{0}")]
+    AuthUnavailable(String),
 }
 
 impl PublishError {
@@ -54,6 +61,8 @@ impl PublishError {
             PublishError::AlreadyLive(_) => "already_live",
             PublishError::TooManyStreams(_) => "too_many_streams",
             PublishError::ShuttingDown => "shutting_down",
+            PublishError::Denied(_) => "denied",
+            PublishError::AuthUnavailable(_) => "auth_unavailable",
         }
     }
 }
@@ -137,15 +146,17 @@ impl WhipServer {
         &self.inner.config
     }
 
-    /// Publishes `stream` with `offer`: reserves the key, answers, and starts the session
-    /// that writes the publisher's media into the stream's input.
+    /// Publishes `stream` with `offer`: asks the auth webhook if there is one, reserves the
+    /// key, answers, and starts the session that writes the publisher's media into the
+    /// stream's input. `auth` is what the webhook is told about the request.
     pub async fn publish(
         &self,
         stream: StreamKey,
         offer: String,
+        auth: AuthRequest,
     ) -> Result<Published, PublishError> {
         let posted_at = Instant::now();
-        let result = self.try_publish(stream, offer, posted_at).await;
+        let result = self.try_publish(stream, offer, auth, posted_at).await;
         match &result {
             Ok(_) => self.inner.metrics.sessions_created.inc(),
             Err(error) => self
@@ -162,12 +173,28 @@ impl WhipServer {
         &self,
         key: StreamKey,
         offer: String,
+        auth: AuthRequest,
         posted_at: Instant,
     ) -> Result<Published, PublishError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(PublishError::ShuttingDown);
         }
         let tracks = received_tracks(&Offer::parse(&offer)?, &self.inner.config)?;
+        let pipeline = match &self.inner.config.auth_webhook {
+            Some(webhook) => {
+                let decision = webhook.check(&auth).await.map_err(|e| match e {
+                    AuthError::Denied { .. } => PublishError::Denied(e.to_string()),
+                    other => PublishError::AuthUnavailable(other.to_string()),
+                })?;
+                if let Some(params) = &decision.params {
+                    tracing::info!(stream = %key, %params, "auth webhook gave pipeline parameters");
+                }
+                decision
+                    .pipeline
+                    .unwrap_or_else(|| self.inner.pipeline.clone())
+            }
+            None => self.inner.pipeline.clone(),
+        };
         let id = ResourceId::random();
         let (stream, replaced) = self.reserve(&key, id)?;
         if let Some(old) = replaced {
@@ -187,7 +214,7 @@ impl WhipServer {
             }
         };
 
-        let input = self.inner.input_for(&key, &stream);
+        let input = self.inner.input_for(&key, &stream, &pipeline);
         let ingest = match Ingest::new(self.inner.config.ingest.clone(), &tracks, input.clone()) {
             Ok(ingest) => ingest,
             Err(e) => {
@@ -329,7 +356,12 @@ impl Inner {
     /// The buffer a new publisher of `key` writes: the stream's own input the first time,
     /// a fresh one (with its own pipeline worker, so the output gets a new generation)
     /// after a republish.
-    fn input_for(&self, key: &StreamKey, stream: &Arc<Stream>) -> Arc<RingBuffer> {
+    fn input_for(
+        &self,
+        key: &StreamKey,
+        stream: &Arc<Stream>,
+        pipeline: &Pipeline,
+    ) -> Arc<RingBuffer> {
         let first = {
             let mut table = self.table.lock();
             match table.streams.get_mut(key) {
@@ -342,7 +374,7 @@ impl Inner {
         } else {
             RingBuffer::new(DEFAULT_CAPACITY_BYTES)
         };
-        self.pipeline.attach(stream, &input);
+        pipeline.attach(stream, &input);
         input
     }
 

@@ -116,6 +116,16 @@ pub struct Config {
     )]
     pub whip_token: String,
 
+    /// URL asked (POST, JSON) before each WHIP publisher is answered: a 2xx reply allows it
+    /// (and may choose its pipeline), anything else denies it with 403. Empty: no webhook.
+    #[arg(
+        long,
+        env = "LIVE_AI_AUTH_WEBHOOK_URL",
+        value_name = "LIVE_AI_AUTH_WEBHOOK_URL",
+        default_value = ""
+    )]
+    pub auth_webhook_url: String,
+
     /// Most streams published at once; beyond it a WHIP POST gets 503. `0`: unlimited.
     #[arg(
         long,
@@ -329,6 +339,7 @@ mod tests {
         assert!(config.test_stream.0.is_empty());
         assert!(!config.ice_tcp);
         assert!(config.whip_token.is_empty());
+        assert!(config.auth_webhook_url.is_empty());
         assert_eq!(config.max_streams, 0);
         assert_eq!(config.whip_on_conflict, OnConflict::Reject);
         assert_eq!(config.republish_grace, Duration::from_secs(10));

@@ -23,6 +23,7 @@ use livegate_media::registry::StreamRegistry;
 use livegate_pipeline::file_source::FileSource;
 use livegate_rtc::{RtcConfig, RtcServer};
 use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
+use livegate_whip::auth::AuthWebhook;
 use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
 use livegate_wish::BearerToken;
 
@@ -123,6 +124,8 @@ impl Gateway {
                     media_timeout: config.whip_media_timeout,
                     token: (!config.whip_token.is_empty())
                         .then(|| BearerToken::new(config.whip_token.clone())),
+                    auth_webhook: (!config.auth_webhook_url.is_empty())
+                        .then(|| AuthWebhook::new(config.auth_webhook_url.clone())),
                     ice_server_links: ice_server_links(config)?,
                     ..WhipConfig::default()
                 };
