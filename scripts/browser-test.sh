@@ -52,6 +52,9 @@ done
 echo "== WHIP publish (fake camera) -> passthrough -> WHEP play"
 node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-cam \
   --screenshot "$out/whip-whep.png" || status=$?
+echo "== WHIP publish with simulcast (rids 0, 1, 2) -> the first layer -> WHEP play"
+node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-simulcast \
+  --simulcast || status=$?
 if ((status)); then
   echo "browser test failed; gateway log:"
   tail -50 "$log"

@@ -3,13 +3,14 @@
 // that the player decodes video frames and receives audio, and reports the times.
 //
 //   node whip-whep.mjs --gateway http://127.0.0.1:8935 --stream cam [--min-frames 60]
+//                      [--simulcast]
 //
 // Exits non-zero if the publish is refused or the player decodes too little.
 
 import { chromium } from 'playwright-core';
 
 function parseArgs(argv) {
-  const args = { minFrames: 60, timeoutMs: 20000 };
+  const args = { minFrames: 60, timeoutMs: 20000, simulcast: false };
   for (let i = 2; i < argv.length; i++) {
     const next = () => argv[++i];
     switch (argv[i]) {
@@ -17,6 +18,7 @@ function parseArgs(argv) {
       case '--stream': args.stream = next(); break;
       case '--min-frames': args.minFrames = Number(next()); break;
       case '--screenshot': args.screenshot = next(); break;
+      case '--simulcast': args.simulcast = true; break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -29,7 +31,7 @@ function parseArgs(argv) {
 }
 
 // In the publishing page: WHIP with the fake devices, H.264 preferred.
-async function publish({ stream }) {
+async function publish({ stream, simulcast }) {
   const media = await navigator.mediaDevices.getUserMedia({
     video: { width: 640, height: 360, frameRate: 30 },
     audio: true,
@@ -37,7 +39,11 @@ async function publish({ stream }) {
   const pc = new RTCPeerConnection();
   window.publisher = pc;
   for (const track of media.getTracks()) {
-    const transceiver = pc.addTransceiver(track, { direction: 'sendonly' });
+    // Simulcast as OBS and browsers offer it (rids 0, 1, 2): the gateway takes the first.
+    const sendEncodings = simulcast && track.kind === 'video'
+      ? [{ rid: '0' }, { rid: '1', scaleResolutionDownBy: 2 }, { rid: '2', scaleResolutionDownBy: 4 }]
+      : undefined;
+    const transceiver = pc.addTransceiver(track, { direction: 'sendonly', sendEncodings });
     if (track.kind === 'video') {
       const h264 = RTCRtpSender.getCapabilities('video').codecs.filter(
         (c) => c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine ?? ''),

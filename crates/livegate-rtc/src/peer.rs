@@ -245,6 +245,9 @@ pub(crate) fn answer(
     for codec in chosen.iter().filter(|c| c.codec() == Some(Codec::H264)) {
         answer = with_fmtp(&answer, codec);
     }
+    if *role == SessionRole::Receive {
+        answer = first_simulcast_layer_only(&answer);
+    }
     let ufrag =
         crate::server::ice_ufrag(&answer).ok_or_else(|| negotiation("answer has no ICE ufrag"))?;
 
@@ -344,6 +347,63 @@ fn sending_interceptors(registry: Registry, media_engine: &mut MediaEngine) -> R
         .with(Slot::SenderReport, SenderReportBuilder::new().build())
 }
 
+/// A publisher's simulcast (RFC 8853) answered with its first layer only: rtc accepts every
+/// offered layer, but a stream's input takes one picture sequence, and several SSRCs of one
+/// track would look to the ingest like a source changing at every packet. The first layer
+/// is the one OBS and browsers send at full resolution; the publisher drops the others when
+/// it reads the answer (RFC 8853 §5.3), which is how OBS is kept from aborting: the offer is
+/// accepted, only narrowed.
+fn first_simulcast_layer_only(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    // The rids of the current media section that stay, once its a=simulcast line is read.
+    let mut sections: Vec<Vec<&str>> = Vec::new();
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        if let (Some(kept), Some(list)) = (
+            sections.last_mut(),
+            line.trim_end().strip_prefix("a=simulcast:recv "),
+        ) {
+            // `a=simulcast:recv 0;1;2` or with alternatives `0,1;2`; `~` marks a paused one.
+            let first = list
+                .split(';')
+                .next()
+                .and_then(|stream| stream.split(',').next())
+                .map(|rid| rid.trim().trim_start_matches('~'));
+            if let Some(first) = first {
+                kept.push(first);
+            }
+        }
+    }
+    let mut section = None::<usize>;
+    let mut index = 0;
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            section = Some(index);
+            index += 1;
+        }
+        let kept = section
+            .and_then(|i| sections.get(i))
+            .and_then(|k| k.first());
+        let trimmed = line.trim_end();
+        let ending = &line[trimmed.len()..];
+        if let Some(first) = kept {
+            if trimmed.starts_with("a=simulcast:recv ") {
+                out.push_str(&format!("a=simulcast:recv {first}{ending}"));
+                continue;
+            }
+            if let Some(rid) = trimmed.strip_prefix("a=rid:") {
+                if rid.split_whitespace().next() != Some(first) {
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// `sdp` with the `a=fmtp` line of `codec`'s payload type replaced by `codec`'s fmtp.
 fn with_fmtp(sdp: &str, codec: &OfferedCodec) -> String {
     let prefix = format!("a=fmtp:{} ", codec.payload_type);
@@ -428,6 +488,23 @@ mod tests {
                 answered.fmtp
             )
         );
+    }
+
+    #[test]
+    fn simulcast_is_answered_with_the_first_layer() {
+        let answer = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\na=rid:0 recv\r\na=rid:1 recv\r\na=rid:2 recv\r\na=simulcast:recv 0;1;2\r\n";
+        assert_eq!(
+            first_simulcast_layer_only(answer),
+            "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\na=rid:0 recv\r\na=simulcast:recv 0\r\n"
+        );
+        let alternatives =
+            "m=video 9 X 96\r\na=rid:h recv\r\na=rid:l recv\r\na=simulcast:recv ~h,l;m\r\n";
+        assert_eq!(
+            first_simulcast_layer_only(alternatives),
+            "m=video 9 X 96\r\na=rid:h recv\r\na=simulcast:recv h\r\n"
+        );
+        let plain = "m=video 9 X 96\r\na=mid:1\r\n";
+        assert_eq!(first_simulcast_layer_only(plain), plain);
     }
 
     #[test]
