@@ -39,6 +39,20 @@ enum Command {
     Whip(load::whip::WhipArgs),
 }
 
+/// Time allowed for DELETEs and closes after the window, on top of the run's own timings.
+const TEARDOWN_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The longest a run may take.
+fn watchdog(command: &Command) -> std::time::Duration {
+    let (sessions, ramp_ms, connect_timeout, duration) = match command {
+        Command::Whep(a) => (a.sessions, a.ramp_ms, a.connect_timeout, a.duration),
+        Command::Whip(a) => (a.streams, a.ramp_ms, a.connect_timeout, a.duration),
+    };
+    let ramp = std::time::Duration::from_millis(ramp_ms.saturating_mul(u64::from(sessions)));
+    ramp + std::time::Duration::from_secs_f64(connect_timeout.max(0.0) + duration.max(0.0))
+        + TEARDOWN_MARGIN
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -48,10 +62,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let deadline = watchdog(&cli.command);
     let outcome = runtime.block_on(async {
-        match cli.command {
-            Command::Whep(args) => load::whep::run(args).await,
-            Command::Whip(args) => load::whip::run(args).await,
+        let run = async {
+            match cli.command {
+                Command::Whep(args) => load::whep::run(args).await,
+                Command::Whip(args) => load::whip::run(args).await,
+            }
+        };
+        // A run stops by itself whatever the gateway does: every wait inside has its own
+        // limit, and this catches a wait that has none.
+        match tokio::time::timeout(deadline, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!(
+                "the run did not finish within {deadline:?} (ramp + connect timeout + window + \
+                 {TEARDOWN_MARGIN:?} to tear down): a session hung"
+            )),
         }
     });
     // The peer connections are closed by now; do not wait for stragglers.

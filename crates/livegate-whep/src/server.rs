@@ -22,6 +22,9 @@ use crate::metrics::WhepMetrics;
 use crate::output::{StreamOutput, StreamOutputs, TracksError};
 use crate::session::{self, SessionTask};
 
+/// Longest a DELETE waits for the session's event loop to take the close.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why a viewer was not given a session; each maps to one HTTP status in [`crate::http`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlayError {
@@ -284,8 +287,14 @@ impl WhepServer {
         self.inner.metrics.sessions_active.dec();
         entry.cancel.cancel();
         // The task sees the cancel and closes the peer connection; closing here as well
-        // makes DELETE return only once the close_notify is on its way.
-        entry.handle.close().await;
+        // makes DELETE return once the close_notify is on its way, but never waits on a
+        // saturated event loop for long.
+        if tokio::time::timeout(CLOSE_TIMEOUT, entry.handle.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(stream = %stream, session = %id, "WHEP close not taken by the event loop in time");
+        }
         true
     }
 

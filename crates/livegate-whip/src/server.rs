@@ -26,6 +26,9 @@ use crate::metrics::WhipMetrics;
 use crate::session::{self, PublishTask};
 use crate::Ingest;
 
+/// Longest a DELETE waits for the session's event loop to take the close.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why a publisher was not given a session; each maps to one HTTP status in [`crate::http`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -307,7 +310,14 @@ impl WhipServer {
             return false;
         };
         entry.cancel.cancel();
-        entry.handle.close().await;
+        // Bounded: DELETE answers even if the session's event loop is saturated; the
+        // session's own task closes it as well.
+        if tokio::time::timeout(CLOSE_TIMEOUT, entry.handle.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(stream = %stream, session = %id, "WHIP close not taken by the event loop in time");
+        }
         true
     }
 

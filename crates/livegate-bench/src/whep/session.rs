@@ -37,6 +37,9 @@ pub struct SessionStats {
     pub first_frame_at: Option<Duration>,
 }
 
+/// Longest a DELETE may take: a gateway that never answers must not hold a run forever.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One viewer: a peer connection receiving a WHEP session, and its resource URL.
 ///
 /// The peer connection runs on its own task (see the `peer` module) until it ends or the
@@ -303,7 +306,10 @@ impl WhepSession {
     /// whatever it is. The local peer connection stays open, so the gateway's side of the
     /// teardown can be observed with [`WhepSession::wait_closed`].
     pub async fn delete(&self) -> Result<u16, WhepClientError> {
-        let mut request = self.http.delete(self.parts.resource_url.clone());
+        let mut request = self
+            .http
+            .delete(self.parts.resource_url.clone())
+            .timeout(DELETE_TIMEOUT);
         if let Some(token) = &self.bearer_token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
