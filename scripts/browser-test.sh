@@ -3,7 +3,8 @@
 # frames and receive audio samples, and DELETE must end each session. Prints the time from the
 # WHEP POST to the first decoded frame for every run and their median, for a stream with a
 # 1 s GOP and one with an 8 s GOP (the start must not wait for the next keyframe). Then a page
-# publishes its fake camera over WHIP and another plays it over WHEP through passthrough.
+# publishes its fake camera over WHIP and another plays it over WHEP through passthrough, and
+# the gateway's own page at / does the same with its buttons (screenshots in target/browser/).
 #
 #   scripts/browser-test.sh [runs]        (default 3; BENCHMARKS.md uses 10 with --release)
 #   PROFILE=release scripts/browser-test.sh 10
@@ -55,6 +56,8 @@ node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-cam \
 echo "== WHIP publish with simulcast (rids 0, 1, 2) -> the first layer -> WHEP play"
 node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-simulcast \
   --simulcast || status=$?
+echo "== the page at /: Publish in one tab, Play in another"
+node tests/browser/web-page.mjs --gateway "http://$addr" --screenshot "$out/web-page.png" || status=$?
 if ((status)); then
   echo "browser test failed; gateway log:"
   tail -50 "$log"

@@ -32,6 +32,7 @@ pub struct AppState {
 /// The gateway's routes, with WHEP's and WHIP's when they are enabled.
 pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer>) -> Router {
     let mut router = Router::new()
+        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -43,6 +44,12 @@ pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer
         router = router.merge(livegate_whip::http::router(whip));
     }
     router.layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// The try-it page: publish a camera, play a stream. Embedded, so the binary is all an
+/// operator needs.
+async fn index() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("web/index.html"))
 }
 
 /// Liveness: the process answers HTTP.

@@ -1,0 +1,65 @@
+// The gateway's own page at /: one headless Chromium page publishes its fake camera with the
+// Publish button, a second page plays the stream with the Play button. Passes when the
+// player's video has a size and its currentTime advances; saves a screenshot.
+//
+//   node web-page.mjs --gateway http://127.0.0.1:8935 [--screenshot out.png]
+
+import { chromium } from 'playwright-core';
+
+const args = { stream: 'page' };
+for (let i = 2; i < process.argv.length; i++) {
+  if (process.argv[i] === '--gateway') args.gateway = process.argv[++i];
+  else if (process.argv[i] === '--screenshot') args.screenshot = process.argv[++i];
+  else throw new Error(`unknown argument ${process.argv[i]}`);
+}
+if (!args.gateway) throw new Error('--gateway is required');
+if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(args.gateway).hostname)) {
+  throw new Error('refusing to test a non-loopback gateway');
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    '--autoplay-policy=no-user-gesture-required',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+  ],
+});
+let ok = false;
+try {
+  const publisher = await browser.newPage();
+  await publisher.goto(`${args.gateway}/?stream=${args.stream}`);
+  await publisher.click('#pub-start');
+  await publisher.waitForFunction(() => document.getElementById('pub-state').textContent === 'connected',
+    null, { timeout: 20000 });
+
+  const player = await browser.newPage();
+  await player.goto(`${args.gateway}/?stream=${args.stream}`);
+  await player.click('#play-start');
+  await player.waitForFunction(() => {
+    const v = document.getElementById('play-video');
+    return v.videoWidth > 0 && v.currentTime > 1;
+  }, null, { timeout: 20000 });
+  const seen = await player.evaluate(async () => {
+    const v = document.getElementById('play-video');
+    const before = v.currentTime;
+    await new Promise((r) => setTimeout(r, 1000));
+    return {
+      width: v.videoWidth,
+      height: v.videoHeight,
+      advanced: v.currentTime - before,
+      stats: document.getElementById('play-stats').textContent,
+      state: document.getElementById('play-state').textContent,
+    };
+  });
+  console.log(JSON.stringify(seen));
+  if (args.screenshot) await player.screenshot({ path: args.screenshot });
+  ok = seen.width > 0 && seen.advanced > 0.5 && seen.state === 'connected';
+  await player.click('#play-stop');
+  await publisher.click('#pub-stop');
+} finally {
+  await browser.close();
+}
+process.exit(ok ? 0 : 1);
