@@ -9,7 +9,9 @@
 //! ```
 //!
 //! A 2xx reply allows the publish. Its JSON body, if any, may choose the stream's pipeline
-//! and parameters: `{"pipeline": "passthrough", "params": {...}}`. Any other status denies it:
+//! (`passthrough` or the configured `LIVE_AI_PIPELINE`, nothing else) and parameters, which
+//! an `exec` worker gets as `LIVE_AI_PIPELINE_PARAMS`: `{"pipeline": "passthrough",
+//! "params": {...}}`. Any other status denies it:
 //! the publisher gets 403 with the reply's first line as the reason, and no media path is
 //! opened (go-livepeer answers 201 and closes later; we decide first). A webhook that cannot
 //! be reached or does not answer in time denies too, with 503: failing open would let anyone

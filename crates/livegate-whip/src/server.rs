@@ -183,20 +183,28 @@ impl WhipServer {
             return Err(PublishError::ShuttingDown);
         }
         let tracks = received_tracks(&Offer::parse(&offer)?, &self.inner.config)?;
-        let pipeline = match &self.inner.config.auth_webhook {
+        let (pipeline, params) = match &self.inner.config.auth_webhook {
             Some(webhook) => {
                 let decision = webhook.check(&auth).await.map_err(|e| match e {
                     AuthError::Denied { .. } => PublishError::Denied(e.to_string()),
                     other => PublishError::AuthUnavailable(other.to_string()),
                 })?;
-                if let Some(params) = &decision.params {
-                    tracing::info!(stream = %key, %params, "auth webhook gave pipeline parameters");
-                }
-                decision
-                    .pipeline
-                    .unwrap_or_else(|| self.inner.pipeline.clone())
+                let pipeline = match decision.pipeline {
+                    None => self.inner.pipeline.clone(),
+                    // The webhook picks among what the operator configured, never a command
+                    // line of its own: `exec:` from a reply would run anything on this host.
+                    Some(p) if p == Pipeline::Passthrough || p == self.inner.pipeline => p,
+                    Some(p) => {
+                        return Err(PublishError::AuthUnavailable(format!(
+                            "the auth webhook chose pipeline {p}; it may choose passthrough or \
+                             the configured {}",
+                            self.inner.pipeline
+                        )))
+                    }
+                };
+                (pipeline, decision.params.map(|p| p.to_string()))
             }
-            None => self.inner.pipeline.clone(),
+            None => (self.inner.pipeline.clone(), None),
         };
         let id = ResourceId::random();
         let (stream, replaced) = self.reserve(&key, id)?;
@@ -217,7 +225,7 @@ impl WhipServer {
             }
         };
 
-        let input = self.inner.input_for(&key, &stream, &pipeline);
+        let input = self.inner.input_for(&key, &stream, &pipeline, params);
         let ingest = match Ingest::new(self.inner.config.ingest.clone(), &tracks, input.clone()) {
             Ok(ingest) => ingest,
             Err(e) => {
@@ -371,6 +379,7 @@ impl Inner {
         key: &StreamKey,
         stream: &Arc<Stream>,
         pipeline: &Pipeline,
+        params_json: Option<String>,
     ) -> Arc<RingBuffer> {
         let first = {
             let mut table = self.table.lock();
@@ -384,7 +393,7 @@ impl Inner {
         } else {
             RingBuffer::new(DEFAULT_CAPACITY_BYTES)
         };
-        pipeline.attach(stream, &input);
+        pipeline.attach_with_params(stream, &input, params_json);
         input
     }
 

@@ -95,8 +95,9 @@ pub struct Config {
     )]
     pub log_level: String,
 
-    /// Pipeline that turns a stream's input into its output. `passthrough` copies input to
-    /// output.
+    /// Pipeline that turns a stream's input into its output: `passthrough` (the input itself)
+    /// or `exec:<command line>`, a process per stream reading MPEG-TS on stdin and writing
+    /// MPEG-TS on stdout.
     #[arg(
         long,
         env = "LIVE_AI_PIPELINE",

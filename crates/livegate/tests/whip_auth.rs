@@ -31,6 +31,9 @@ async fn webhook(State(asked): State<Asked>, Json(request): Json<serde_json::Val
                 .into_response()
         }
         Some("broken") => Json(serde_json::json!({"pipeline": "magic"})).into_response(),
+        Some("command") => {
+            Json(serde_json::json!({"pipeline": "exec:sh -c 'echo owned'"})).into_response()
+        }
         _ => (StatusCode::FORBIDDEN, "not on the list\nsecond line").into_response(),
     }
 }
@@ -99,8 +102,16 @@ async fn the_webhook_decides_before_the_answer() {
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("unknown pipeline \"magic\""), "{reason}");
 
+    // The webhook chooses among the operator's pipelines, never a command line of its own.
+    let (status, reason) = publish(&format!("{base}/live/command/whip")).await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("it may choose passthrough or the configured passthrough"),
+        "{reason}"
+    );
+
     let asked = asked.lock().clone();
-    assert_eq!(asked.len(), 3);
+    assert_eq!(asked.len(), 4);
     assert_eq!(asked[0]["stream"], "denied");
     assert_eq!(asked[0]["protocol"], "whip");
     assert_eq!(asked[0]["query"], "token=t1");
