@@ -249,6 +249,7 @@ impl WhipServer {
             events: accepted.events,
             ingest,
             input,
+            output: stream.subscribe_output(),
             posted_at,
         };
         let span = tracing::info_span!("whip", stream = %key, session = %id);

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
+use livegate_media::registry::OutputSlot;
 use livegate_media::ring::RingBuffer;
 use livegate_rtc::{CloseReason, SessionEvent, SessionState};
 use livegate_wish::ResourceId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::server::{Inner, PublisherEntry};
@@ -22,6 +23,9 @@ pub(crate) struct PublishTask {
     pub(crate) ingest: Ingest,
     /// The buffer the ingest writes; closed when the publisher goes.
     pub(crate) input: Arc<RingBuffer>,
+    /// The stream's output slot: a new generation is a pipeline worker (re)started, which
+    /// needs a keyframe to begin with.
+    pub(crate) output: watch::Receiver<OutputSlot>,
     pub(crate) posted_at: Instant,
 }
 
@@ -59,6 +63,7 @@ pub(crate) async fn run(task: PublishTask) {
         mut events,
         mut ingest,
         input,
+        mut output,
         posted_at,
     } = task;
     let handle = &entry.handle;
@@ -70,6 +75,9 @@ pub(crate) async fn run(task: PublishTask) {
     let mut metrics_tick = tokio::time::interval(METRICS_INTERVAL);
     let cancelled = entry.cancel.cancelled();
     tokio::pin!(cancelled);
+    let mut output_open = true;
+    // The generation installed when the session started is not a restart.
+    output.borrow_and_update();
 
     let ended = loop {
         let wake = ingest
@@ -107,6 +115,16 @@ pub(crate) async fn run(task: PublishTask) {
             _ = tokio::time::sleep_until(wake) => ingest.handle_timeout(StdInstant::now()),
             _ = tokio::time::sleep_until(last_media + server.config.media_timeout) => {
                 break PublishEnd::MediaTimeout;
+            }
+            changed = output.changed(), if output_open => {
+                if changed.is_err() || output.borrow().closed {
+                    output_open = false;
+                } else {
+                    // A worker (re)started on the live input: without a keyframe it would
+                    // wait for the publisher's next one, up to a GOP away.
+                    ingest.request_keyframe(StdInstant::now());
+                }
+                Ok(())
             }
             _ = metrics_tick.tick() => {
                 let stats = ingest.stats();
