@@ -11,7 +11,10 @@
 //! The publisher is the same kind of peer (the `rtc` core, its own socket and loop) playing
 //! an MPEG-TS file in real time as OBS would send it.
 //!
+//! [`latency`] pairs the two in one process to time frames through the gateway.
+//!
 //! Not here: encoding or decoding, TLS.
 
+pub mod latency;
 pub mod whep;
 pub mod whip;

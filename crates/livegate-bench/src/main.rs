@@ -5,6 +5,8 @@
 //!     --duration 20 --cpu-of "$(pidof livegate)"
 //! livegate-bench whip --url 'http://127.0.0.1:8935/live/load{n}/whip' --streams 10 \
 //!     --file target/bench/720p-2mbps.ts --duration 20 --cpu-of "$(pidof livegate)"
+//! livegate-bench latency --whip-url http://127.0.0.1:8935/live/lat/whip \
+//!     --whep-url http://127.0.0.1:8935/live/lat/whep --file target/bench/720p-2mbps.ts --duration 20
 //! ```
 //!
 //! Every run stops by itself (bounded sessions and window) and refuses non-loopback hosts
@@ -37,6 +39,10 @@ enum Command {
     /// them; report what they sent, POST → 201 times and, with --cpu-of, the gateway's cost
     /// per published stream.
     Whip(load::whip::WhipArgs),
+    /// Publish a file over WHIP and play the same stream over WHEP in this process; report
+    /// each video frame's time from the publisher's send to the viewer's receive (p50, p90,
+    /// p99, max), the viewer's first second (the GOP cache replay) apart.
+    Latency(load::latency::LatencyArgs),
 }
 
 /// Time allowed for DELETEs and closes after the window, on top of the run's own timings.
@@ -47,6 +53,8 @@ fn watchdog(command: &Command) -> std::time::Duration {
     let (sessions, ramp_ms, connect_timeout, duration) = match command {
         Command::Whep(a) => (a.sessions, a.ramp_ms, a.connect_timeout, a.duration),
         Command::Whip(a) => (a.streams, a.ramp_ms, a.connect_timeout, a.duration),
+        // Two connects in turn (publisher, then viewer).
+        Command::Latency(a) => (1, 0, 2.0 * a.connect_timeout, a.duration),
     };
     let ramp = std::time::Duration::from_millis(ramp_ms.saturating_mul(u64::from(sessions)));
     ramp + std::time::Duration::from_secs_f64(connect_timeout.max(0.0) + duration.max(0.0))
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
             match cli.command {
                 Command::Whep(args) => load::whep::run(args).await,
                 Command::Whip(args) => load::whip::run(args).await,
+                Command::Latency(args) => load::latency::run(args).await,
             }
         };
         // A run stops by itself whatever the gateway does: every wait inside has its own

@@ -1,7 +1,8 @@
 //! The load subcommands of `livegate-bench` and what they share: the target check, the
 //! process sampling and the figures. Each protocol is one module with its `Args` and `run`
-//! (`whep`, `whip`).
+//! (`whep`, `whip`), plus `latency`, which pairs a publisher with a viewer.
 
+pub mod latency;
 pub mod proc_stat;
 pub mod summary;
 pub mod target;

@@ -112,7 +112,7 @@ impl WhepClient {
         };
         peer.apply_answer(applied)?;
         let (observed, messages) = Observed::new(options.frame_log_limit);
-        let handle = peer.spawn(observed.clone());
+        let handle = peer.spawn(observed.clone(), options.video_tap.clone());
 
         let parts = SessionParts {
             location,

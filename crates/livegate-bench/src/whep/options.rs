@@ -3,11 +3,23 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::PacketView;
 
 /// Rewrites the complete offer SDP just before it is POSTed (tests of malformed or unusual
 /// offers). The peer connection keeps the offer it made; only the request body changes.
 pub type OfferTransform = Arc<dyn Fn(String) -> String + Send + Sync>;
+
+/// Shown every RTP packet of the viewer's video track as it arrives, after SRTP (e.g.
+/// [`crate::latency::LatencyProbe`]).
+///
+/// Called on the viewer's event loop for each packet: an implementation may not block or
+/// await, should take a lock only for a few instructions, and should not allocate.
+pub trait VideoPacketTap: Send + Sync {
+    /// `received_at` is when the datagram carrying it was read from the socket.
+    fn on_video_packet(&self, packet: &PacketView<'_>, received_at: Instant);
+}
 
 /// How [`crate::whep::WhepClient::play`] builds its offer and treats the answer.
 ///
@@ -45,6 +57,8 @@ pub struct WhepOptions {
     pub ice_check_interval: Duration,
     /// Limit of each request (POST, DELETE), waiting for the gateway's output included.
     pub request_timeout: Duration,
+    /// Shown each video packet; `None` costs nothing.
+    pub video_tap: Option<Arc<dyn VideoPacketTap>>,
     /// How many recent frames per kind [`crate::whep::KindStats::frame_log`] keeps.
     pub frame_log_limit: usize,
 }
@@ -62,6 +76,7 @@ impl Default for WhepOptions {
             offer_transform: None,
             ice_check_interval: Duration::from_millis(50),
             request_timeout: Duration::from_secs(30),
+            video_tap: None,
             frame_log_limit: 10_000,
         }
     }
@@ -83,6 +98,7 @@ impl fmt::Debug for WhepOptions {
             )
             .field("ice_check_interval", &self.ice_check_interval)
             .field("request_timeout", &self.request_timeout)
+            .field("video_tap", &self.video_tap.as_ref().map(|_| "tap"))
             .field("frame_log_limit", &self.frame_log_limit)
             .finish()
     }

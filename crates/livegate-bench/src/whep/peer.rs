@@ -54,7 +54,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::receive::{PacketView, TrackAccount, TrackKind};
-use super::WhepOptions;
+use super::{VideoPacketTap, WhepOptions};
 
 /// H.264 profiles offered, each as its own payload type: constrained baseline 3.1, baseline
 /// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first.
@@ -225,7 +225,11 @@ impl Peer {
     }
 
     /// Starts the loop; it runs until the connection ends or the handle is closed or dropped.
-    pub(crate) fn spawn(self, observed: Arc<Observed>) -> PeerHandle {
+    pub(crate) fn spawn(
+        self,
+        observed: Arc<Observed>,
+        video_tap: Option<Arc<dyn VideoPacketTap>>,
+    ) -> PeerHandle {
         let (commands, received) = mpsc::channel(1);
         let driver = Driver {
             pc: self.pc,
@@ -234,6 +238,8 @@ impl Peer {
             observed,
             kinds: Vec::with_capacity(2),
             published: [0; 2],
+            video_tap,
+            received_at: Instant::now(),
             recv_buf: BytesMut::with_capacity(RECV_CHUNK),
         };
         tokio::spawn(driver.run(received));
@@ -276,6 +282,9 @@ struct Driver {
     kinds: Vec<(u32, TrackKind)>,
     /// Progress last published on each kind's watch (video, audio).
     published: [u64; 2],
+    video_tap: Option<Arc<dyn VideoPacketTap>>,
+    /// When the datagram being handled was read: what the tap is told.
+    received_at: Instant,
     recv_buf: BytesMut,
 }
 
@@ -352,8 +361,9 @@ impl Driver {
         let message = self.recv_buf.split();
         // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a close_notify would be.
         let dtls = matches!(message.first(), Some(20..=63));
+        self.received_at = Instant::now();
         let _ = self.pc.handle_read(TaggedBytesMut {
-            now: Instant::now(),
+            now: self.received_at,
             transport: TransportContext {
                 local_addr: self.local_addr,
                 peer_addr: from,
@@ -436,20 +446,21 @@ impl Driver {
                     TrackKind::Video => (&self.observed.video, 0),
                     TrackKind::Audio => (&self.observed.audio, 1),
                 };
+                let view = PacketView {
+                    ssrc,
+                    sequence_number: packet.header.sequence_number,
+                    timestamp: packet.header.timestamp,
+                    marker: packet.header.marker,
+                    payload: &packet.payload,
+                };
                 let frames = {
                     let mut account = shared.account.lock();
-                    account.on_packet(
-                        PacketView {
-                            ssrc,
-                            sequence_number: packet.header.sequence_number,
-                            timestamp: packet.header.timestamp,
-                            marker: packet.header.marker,
-                            payload: &packet.payload,
-                        },
-                        Instant::now,
-                    );
+                    account.on_packet(view, Instant::now);
                     account.frames()
                 };
+                if let (TrackKind::Video, Some(tap)) = (kind, &self.video_tap) {
+                    tap.on_video_packet(&view, self.received_at);
+                }
                 // Waiters wake per frame, not per packet.
                 if frames != self.published[slot] {
                     self.published[slot] = frames;

@@ -131,14 +131,14 @@ struct FrameInProgress {
     intact: bool,
 }
 
-/// One RTP packet's fields that accounting reads; borrowed from the received packet.
+/// One received RTP packet's fields, borrowed from the packet (RFC 3550 §5.1).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PacketView<'a> {
-    pub(crate) ssrc: u32,
-    pub(crate) sequence_number: u16,
-    pub(crate) timestamp: u32,
-    pub(crate) marker: bool,
-    pub(crate) payload: &'a [u8],
+pub struct PacketView<'a> {
+    pub ssrc: u32,
+    pub sequence_number: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: &'a [u8],
 }
 
 /// The running account of one track. Owned by that track's task behind a lock that

@@ -120,7 +120,12 @@ impl WhipClient {
         };
         peer.apply_answer(applied)?;
         let observed = Observed::new();
-        let handle = peer.spawn(observed.clone(), options.media.clone(), options.passes);
+        let handle = peer.spawn(
+            observed.clone(),
+            options.media.clone(),
+            options.passes,
+            options.sent_video_tap.clone(),
+        );
         let parts = PublishParts {
             location,
             resource_url,

@@ -46,6 +46,8 @@ mod publisher;
 pub use client::WhipClient;
 pub use error::WhipClientError;
 pub use media::{MediaFile, MediaFileError, MAX_FILE_BYTES};
-pub use options::{OfferShape, WhipOptions};
+pub use options::{OfferShape, SentVideoTap, WhipOptions};
+#[cfg(test)]
+pub(crate) use payload::ObsH264Payloads;
 pub use peer::SentStats;
 pub use publisher::WhipPublisher;

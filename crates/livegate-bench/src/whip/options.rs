@@ -3,10 +3,21 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::MediaFile;
 use crate::whep::OfferTransform;
+
+/// Told of every H.264 access unit the publisher sent, once the last of its packets left the
+/// socket (e.g. [`crate::latency::LatencyProbe`]).
+///
+/// Called on the publisher's event loop: an implementation may not block or await, and
+/// should take a lock only for a few instructions.
+pub trait SentVideoTap: Send + Sync {
+    /// `access_unit` is the file's Annex B access unit as read (before parameter sets were
+    /// added or delimiters dropped); `sent_at` is just after its last packet's `send`.
+    fn on_video_frame_sent(&self, access_unit: &[u8], sent_at: Instant);
+}
 
 /// How the offer's media sections are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +49,8 @@ pub struct WhipOptions {
     pub offer_transform: Option<OfferTransform>,
     /// The file played once connected, paced in real time; `None` sends no media.
     pub media: Option<Arc<MediaFile>>,
+    /// Told when each video frame went out; `None` costs nothing.
+    pub sent_video_tap: Option<Arc<dyn SentVideoTap>>,
     /// Passes over the file before the media stops (the connection stays up); `None` loops
     /// until the publisher is closed.
     pub passes: Option<u64>,
@@ -63,6 +76,7 @@ impl Default for WhipOptions {
             bearer_token: None,
             offer_transform: None,
             media: None,
+            sent_video_tap: None,
             passes: None,
             loopback_only: true,
             udp_bind: None,
@@ -84,6 +98,10 @@ impl fmt::Debug for WhipOptions {
                 &self.offer_transform.as_ref().map(|_| "fn"),
             )
             .field("media", &self.media.as_ref().map(|m| m.path().to_owned()))
+            .field(
+                "sent_video_tap",
+                &self.sent_video_tap.as_ref().map(|_| "tap"),
+            )
             .field("passes", &self.passes)
             .field("loopback_only", &self.loopback_only)
             .field("udp_bind", &self.udp_bind)

@@ -63,7 +63,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::pacer::{duration_of_90k, ticks_90k_of, Pacer};
 use super::payload::ObsH264Payloads;
-use super::{MediaFile, OfferShape, WhipOptions};
+use super::{MediaFile, OfferShape, SentVideoTap, WhipOptions};
 use crate::whep::PeerError;
 
 /// H.264 payload type, as OBS and the brief's offers use it.
@@ -303,6 +303,7 @@ impl Peer {
         observed: Arc<Observed>,
         media: Option<Arc<MediaFile>>,
         passes: Option<u64>,
+        sent_video_tap: Option<Arc<dyn SentVideoTap>>,
     ) -> PublisherHandle {
         let (commands, received) = mpsc::channel(4);
         let pacer = media.map(|file| Pacer::new(file, passes));
@@ -319,6 +320,8 @@ impl Peer {
             media_started_at: None,
             h264: ObsH264Payloads::default(),
             payloads: Vec::new(),
+            sent_video_tap,
+            written_video: Vec::new(),
             recv_buf: BytesMut::with_capacity(RECV_CHUNK),
         };
         tokio::spawn(driver.run(received));
@@ -411,6 +414,10 @@ struct Driver {
     h264: ObsH264Payloads,
     /// Payloads of the access unit being sent, reused.
     payloads: Vec<Bytes>,
+    sent_video_tap: Option<Arc<dyn SentVideoTap>>,
+    /// Access units written to the core but not yet flushed to the socket, for the tap
+    /// (shared with the file, not copied; the vector is reused).
+    written_video: Vec<Bytes>,
     recv_buf: BytesMut,
 }
 
@@ -422,6 +429,7 @@ impl Driver {
         let mut replied: Option<oneshot::Sender<()>> = None;
         loop {
             self.flush().await;
+            self.tell_sent_video();
             if self.observed.ended.borrow().is_some() {
                 break;
             }
@@ -492,6 +500,21 @@ impl Driver {
         }
     }
 
+    /// Tells the tap of the access units whose packets the last flush sent: the time is the
+    /// one after their last `send`, as a receiver's clock would pair with it.
+    fn tell_sent_video(&mut self) {
+        let Some(tap) = &self.sent_video_tap else {
+            return;
+        };
+        if self.written_video.is_empty() {
+            return;
+        }
+        let sent_at = Instant::now();
+        for access_unit in self.written_video.drain(..) {
+            tap.on_video_frame_sent(&access_unit, sent_at);
+        }
+    }
+
     /// When the next access unit is due, once media has started.
     fn media_due(&self) -> Option<Instant> {
         let started = self.media_started_at?;
@@ -511,7 +534,12 @@ impl Driver {
                 continue;
             };
             match due.unit.codec {
-                Codec::H264 => self.h264.payloads(&due.unit.data, &mut self.payloads),
+                Codec::H264 => {
+                    self.h264.payloads(&due.unit.data, &mut self.payloads);
+                    if self.sent_video_tap.is_some() {
+                        self.written_video.push(due.unit.data.clone());
+                    }
+                }
                 Codec::Opus => self.payloads.push(due.unit.data.clone()),
             }
             let timestamp = track.clock.timestamp(Ticks90k(due.pts_90k as i64)).0;

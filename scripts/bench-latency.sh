@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The latency livegate adds in passthrough, for BENCHMARKS.md: a fresh release gateway (WHIP
+# and WHEP on 127.0.0.1) and `livegate-bench latency`, which publishes the 2 Mbit/s bench
+# stream (scripts/make-bench-stream.sh) over WHIP and plays it back over WHEP in one process,
+# timing every video frame from the publisher's send of its last packet to the viewer's
+# receipt of it (frames matched by content). The viewer's first second (the GOP cache
+# replay) is reported apart from the steady state.
+#
+#   scripts/bench-latency.sh [extra livegate-bench latency options, e.g. --json]
+#                                           (window 20 s, WINDOW=s to change)
+#
+# Binds 127.0.0.1 only; the run stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir=${CARGO_TARGET_DIR:-target}
+window=${WINDOW:-20}
+stream=$(scripts/make-bench-stream.sh)
+cargo build --locked --release -p livegate -p livegate-bench >/dev/null
+
+log=$(mktemp)
+LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
+  "$target_dir/release/livegate" 2>"$log" &
+gateway=$!
+trap 'kill $gateway 2>/dev/null || true; wait $gateway 2>/dev/null || true; rm -f "$log"' EXIT
+addr=
+for _ in $(seq 100); do
+  addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
+  [[ -n $addr ]] && break
+  sleep 0.1
+done
+[[ -n $addr ]] || { echo "the gateway did not start:" >&2; cat "$log" >&2; exit 1; }
+"$target_dir/release/livegate-bench" latency --whip-url "http://$addr/live/lat/whip" \
+  --whep-url "http://$addr/live/lat/whep" --file "$stream" --duration "$window" \
+  --cpu-of "$gateway" "$@"
