@@ -213,10 +213,21 @@ impl Muxer {
         };
         match au.codec {
             Codec::H264 => {
-                // PES_packet_length 0 ("unbounded") is allowed for video only (§2.4.3.7) and
-                // is what ffmpeg writes; it spares us a limit on picture size.
-                header.write(None, &mut self.prefix);
-                if !starts_with_access_unit_delimiter(&au.data) {
+                let add_delimiter = !starts_with_access_unit_delimiter(&au.data);
+                let delimiter_len = if add_delimiter {
+                    ACCESS_UNIT_DELIMITER.len()
+                } else {
+                    0
+                };
+                let pes_len = header.counted_len() + delimiter_len + au.data.len();
+                // The real length when it fits: a demuxer can then hand the picture on as
+                // soon as its last byte arrives. With PES_packet_length 0 ("unbounded",
+                // allowed for video only, §2.4.3.7, and what ffmpeg writes) it must wait for
+                // the next PES to start, which added a whole frame interval (33 ms at
+                // 30 fps) to every frame between WHIP and WHEP. Larger pictures keep 0.
+                let declared = (pes_len <= MAX_PES_PACKET_LENGTH).then_some(pes_len as u16);
+                header.write(declared, &mut self.prefix);
+                if add_delimiter {
                     self.prefix.put_slice(&ACCESS_UNIT_DELIMITER);
                 }
             }

@@ -225,6 +225,22 @@ fn pes_splits_exactly_at_every_size_with_stuffing_in_the_last_packet() {
 }
 
 #[test]
+fn video_pes_declares_its_length_when_it_fits() {
+    // PES_packet_length counts every byte after itself (§2.4.3.7): a demuxer may hand the
+    // picture on as soon as that many arrived, instead of waiting for the next PES.
+    for (len, declared) in [(50, true), (60_000, true), (70_000, false)] {
+        let out = mux(&[video_track()], &[video_au(0, None, true, &picture(len))]);
+        let pes = &pes_packets(&parse(&out))[0].1;
+        let field = usize::from(u16::from_be_bytes([pes[4], pes[5]]));
+        if declared {
+            assert_eq!(field, pes.len() - 6, "{len}-byte picture");
+        } else {
+            assert_eq!(field, 0, "{len}-byte picture does not fit: unbounded");
+        }
+    }
+}
+
+#[test]
 fn delimiter_is_added_only_when_missing() {
     let with_aud = [&ACCESS_UNIT_DELIMITER[..], &picture(50)].concat();
     let short_start_code = [&[0, 0, 1, 0x09, 0x10][..], &picture(50)].concat();
