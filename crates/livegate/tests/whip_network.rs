@@ -1,8 +1,8 @@
-//! A publisher's media through a lossy, reordering network: a UDP relay on 127.0.0.2 sits
-//! between the publisher and the gateway (the gateway advertises 127.0.0.2 as its 1:1 NAT
-//! address, so the publisher sends there) and drops and swaps RTP packets on the way in.
-//! The gateway must repair with NACKs what it can and skip what it cannot, and the stream
-//! must keep playing.
+//! Media through a lossy, reordering network: a UDP relay on 127.0.0.2 sits between a peer
+//! and the gateway (the gateway advertises 127.0.0.2 as its 1:1 NAT address, so the peer
+//! sends there) and drops and swaps RTP packets one way. A publisher's losses are repaired
+//! with NACKs or skipped; a viewer's are repaired from the gateway's retransmission buffer;
+//! either way the stream keeps playing.
 
 mod whip_common;
 
@@ -31,41 +31,79 @@ fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() > 12 && (128..=191).contains(&datagram[0]) && !(192..=223).contains(&datagram[1])
 }
 
+/// Which way the relay impairs RTP.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Impair {
+    /// The publisher's media, on its way to the gateway.
+    ToGateway,
+    /// The gateway's media, on its way to a viewer.
+    ToClient,
+}
+
+/// Drops and swaps RTP as configured; everything else passes untouched.
+struct Impairer {
+    impaired: Arc<Impaired>,
+    held: Option<Vec<u8>>,
+    rtp: u64,
+}
+
+impl Impairer {
+    /// What to forward for `datagram`, in order: nothing, it, or it and a held one.
+    fn pass(&mut self, datagram: &[u8]) -> Vec<Vec<u8>> {
+        if !is_rtp(datagram) {
+            return vec![datagram.to_vec()];
+        }
+        self.rtp += 1;
+        if self.rtp.is_multiple_of(DROP_EVERY) {
+            self.impaired.dropped.fetch_add(1, Ordering::Relaxed);
+            return vec![];
+        }
+        if self.rtp.is_multiple_of(SWAP_EVERY) && self.held.is_none() {
+            self.held = Some(datagram.to_vec());
+            return vec![];
+        }
+        let mut out = vec![datagram.to_vec()];
+        if let Some(late) = self.held.take() {
+            self.impaired.swapped.fetch_add(1, Ordering::Relaxed);
+            out.push(late);
+        }
+        out
+    }
+}
+
 /// Relays between one client (whoever writes to `public` first) and `gateway`, impairing the
-/// client's RTP. Runs until the test ends.
-async fn relay(public: UdpSocket, gateway: SocketAddr, impaired: Arc<Impaired>) {
+/// RTP of one direction. Runs until the test ends.
+async fn relay(public: UdpSocket, gateway: SocketAddr, impaired: Arc<Impaired>, way: Impair) {
     let inner = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut client = None::<SocketAddr>;
-    let mut held = None::<Vec<u8>>;
-    let mut rtp = 0u64;
+    let mut impairer = Impairer {
+        impaired,
+        held: None,
+        rtp: 0,
+    };
     let (mut from_client, mut from_gateway) = (vec![0u8; 2048], vec![0u8; 2048]);
     loop {
         tokio::select! {
             Ok((n, from)) = public.recv_from(&mut from_client) => {
                 client = Some(from);
-                let datagram = &from_client[..n];
-                if !is_rtp(datagram) {
-                    let _ = inner.send_to(datagram, gateway).await;
-                    continue;
-                }
-                rtp += 1;
-                if rtp.is_multiple_of(DROP_EVERY) {
-                    impaired.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                if rtp.is_multiple_of(SWAP_EVERY) && held.is_none() {
-                    held = Some(datagram.to_vec());
-                    continue;
-                }
-                let _ = inner.send_to(datagram, gateway).await;
-                if let Some(late) = held.take() {
-                    impaired.swapped.fetch_add(1, Ordering::Relaxed);
-                    let _ = inner.send_to(&late, gateway).await;
+                let datagrams = if way == Impair::ToGateway {
+                    impairer.pass(&from_client[..n])
+                } else {
+                    vec![from_client[..n].to_vec()]
+                };
+                for datagram in datagrams {
+                    let _ = inner.send_to(&datagram, gateway).await;
                 }
             }
             Ok((n, _)) = inner.recv_from(&mut from_gateway) => {
-                if let Some(client) = client {
-                    let _ = public.send_to(&from_gateway[..n], client).await;
+                let Some(client) = client else { continue };
+                let datagrams = if way == Impair::ToClient {
+                    impairer.pass(&from_gateway[..n])
+                } else {
+                    vec![from_gateway[..n].to_vec()]
+                };
+                for datagram in datagrams {
+                    let _ = public.send_to(&datagram, client).await;
                 }
             }
         }
@@ -79,7 +117,7 @@ async fn loss_and_reordering_are_repaired_or_skipped_and_the_stream_plays() {
     // The relay answers on the advertised address with the gateway's port number.
     let public = UdpSocket::bind(("127.0.0.2", whip.port())).await.unwrap();
     let impaired = Arc::new(Impaired::default());
-    let relay = tokio::spawn(relay(public, whip, impaired.clone()));
+    let relay = tokio::spawn(relay(public, whip, impaired.clone(), Impair::ToGateway));
 
     let publisher = publish(
         &base,
@@ -136,6 +174,42 @@ async fn loss_and_reordering_are_repaired_or_skipped_and_the_stream_plays() {
     eprintln!("impairment: {dropped} dropped, {swapped} swapped; gateway: {nacks_sent} NACKs, {lost} lost, {keyframe_requests} keyframe requests");
     relay.abort();
     publisher.disconnect().await;
+    viewer.close().await;
+    assert!(gateway.shutdown(std::time::Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_losses_are_retransmitted_and_it_keeps_playing() {
+    let (gateway, base) = gateway(&[
+        "--nat-ip",
+        "127.0.0.2",
+        "--test-stream",
+        &format!("lossy={}", fixture("h264-baseline-opus.ts").display()),
+    ])
+    .await;
+    let whep = gateway.rtc_addr("whep").unwrap();
+    let public = UdpSocket::bind(("127.0.0.2", whep.port())).await.unwrap();
+    let impaired = Arc::new(Impaired::default());
+    let relay = tokio::spawn(relay(public, whep, impaired.clone(), Impair::ToClient));
+
+    let viewer = play(&base, "lossy").await;
+    viewer.wait_video_frames(120, DEADLINE).await.unwrap();
+    let dropped = impaired.dropped.load(Ordering::Relaxed);
+    assert!(dropped >= 5, "{dropped} dropped");
+    // The viewer's NACKs reached the gateway, whose buffer answered them (RFC 4585).
+    let nacks = metric(
+        &base,
+        "livegate_rtc_rtcp_feedback_total{direction=\"in\",kind=\"nack\",role=\"whep\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(nacks > 0.0, "no NACK from the viewer for {dropped} drops");
+    let stats = viewer.stats();
+    // Nearly every frame arrived whole despite one packet in 40 dropped on the way.
+    let complete = stats.video.complete_frames as f64 / stats.video.frames as f64;
+    assert!(complete > 0.9, "{:?}", stats.video);
+    assert!(stats.video.frame_log[0].is_keyframe());
+    relay.abort();
     viewer.close().await;
     assert!(gateway.shutdown(std::time::Duration::from_secs(5)).await);
 }
