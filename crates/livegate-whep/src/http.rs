@@ -14,17 +14,14 @@ use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures_util::stream::{self, Stream};
 use livegate_media::StreamKey;
-use livegate_wish::headers::{ACCEPT_PATCH, ACCEPT_POST, SDP, TRICKLE_ICE_SDPFRAG};
-use livegate_wish::{
-    ascii_header, patch, preflight, read_sdp_offer, respond, HttpError, ResourceId,
-};
+use livegate_wish::{ascii_header, created, patch, read_sdp_offer, respond, HttpError, ResourceId};
 use serde::Deserialize;
 
 use crate::output::OutputEvent;
@@ -111,18 +108,13 @@ async fn play_stream(
         .map_err(|e| play_error(server, e))?;
 
     let location = session_path(&key, played.id);
-    let mut response = (StatusCode::CREATED, played.answer).into_response();
-    let out = response.headers_mut();
-    out.insert(header::CONTENT_TYPE, SDP);
-    out.insert(header::LOCATION, ascii_header(&location));
-    if let Ok(etag) = HeaderValue::from_str(&played.etag) {
-        out.insert(header::ETAG, etag);
-    }
-    out.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
-    for link in &server.config().ice_server_links {
-        out.append(header::LINK, link.clone());
-    }
-    out.append(
+    let mut response = created(
+        played.answer,
+        &location,
+        &played.etag,
+        &server.config().ice_server_links,
+    );
+    response.headers_mut().append(
         header::LINK,
         ascii_header(&format!(
             "<{location}/sse>; rel=\"{SSE_REL}\"; events=\"{}\"",
@@ -187,25 +179,12 @@ async fn patch_session(
     respond(result.await)
 }
 
-/// RFC 9725 §4.4: the ICE servers are announced on OPTIONS too, so a client can set up its
-/// peer connection before it makes its offer.
 async fn endpoint_options(State(server): State<WhepServer>) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    headers.insert(ACCEPT_POST, SDP);
-    for link in &server.config().ice_server_links {
-        headers.append(header::LINK, link.clone());
-    }
-    preflight(headers, "POST, OPTIONS");
-    response
+    livegate_wish::endpoint_options(&server.config().ice_server_links)
 }
 
 async fn session_options() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    headers.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
-    preflight(headers, "PATCH, DELETE, OPTIONS");
-    response
+    livegate_wish::session_options()
 }
 
 /// The SSE extension's subscription: the body is a JSON array of event types; we answer
@@ -315,11 +294,7 @@ fn stream_key(stream: &str) -> Result<StreamKey, HttpError> {
 }
 
 fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpError> {
-    let key = StreamKey::parse(stream).map_err(|_| HttpError::not_found("no such WHEP session"))?;
-    let id = id
-        .parse()
-        .map_err(|_| HttpError::not_found("no such WHEP session"))?;
-    Ok((key, id))
+    livegate_wish::session_ids(stream, id, "no such WHEP session")
 }
 
 fn session_path(key: &StreamKey, id: ResourceId) -> String {

@@ -16,10 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use livegate_media::StreamKey;
-use livegate_wish::headers::{ACCEPT_PATCH, ACCEPT_POST, SDP, TRICKLE_ICE_SDPFRAG};
-use livegate_wish::{
-    ascii_header, patch, preflight, read_sdp_offer, respond, HttpError, ResourceId,
-};
+use livegate_wish::{ascii_header, created, patch, read_sdp_offer, respond, HttpError, ResourceId};
 
 use crate::auth::AuthRequest;
 use crate::server::{PublishError, WhipServer};
@@ -72,17 +69,13 @@ async fn publish(
             .map_err(|e| publish_error(&server, e))?;
 
         let location = format!("/live/{key}/whip/{}", published.id);
-        let mut response = (StatusCode::CREATED, published.answer).into_response();
+        let mut response = created(
+            published.answer,
+            &location,
+            &published.etag,
+            &server.config().ice_server_links,
+        );
         let out = response.headers_mut();
-        out.insert(header::CONTENT_TYPE, SDP);
-        out.insert(header::LOCATION, ascii_header(&location));
-        if let Ok(etag) = HeaderValue::from_str(&published.etag) {
-            out.insert(header::ETAG, etag);
-        }
-        out.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
-        for link in &server.config().ice_server_links {
-            out.append(header::LINK, link.clone());
-        }
         out.insert(PLAYBACK_URL, playback_url(&headers, &key));
         Ok(response)
     };
@@ -158,24 +151,12 @@ async fn patch_session(
     respond(result.await)
 }
 
-/// RFC 9725 §4.4: the ICE servers are announced on OPTIONS too.
 async fn endpoint_options(State(server): State<WhipServer>) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    headers.insert(ACCEPT_POST, SDP);
-    for link in &server.config().ice_server_links {
-        headers.append(header::LINK, link.clone());
-    }
-    preflight(headers, "POST, OPTIONS");
-    response
+    livegate_wish::endpoint_options(&server.config().ice_server_links)
 }
 
 async fn session_options() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    headers.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
-    preflight(headers, "PATCH, DELETE, OPTIONS");
-    response
+    livegate_wish::session_options()
 }
 
 fn authorize(server: &WhipServer, headers: &HeaderMap) -> Result<(), HttpError> {
@@ -183,8 +164,5 @@ fn authorize(server: &WhipServer, headers: &HeaderMap) -> Result<(), HttpError> 
 }
 
 fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpError> {
-    let not_found = || HttpError::not_found("no such WHIP session");
-    let key = StreamKey::parse(stream).map_err(|_| not_found())?;
-    let id = id.parse().map_err(|_| not_found())?;
-    Ok((key, id))
+    livegate_wish::session_ids(stream, id, "no such WHIP session")
 }

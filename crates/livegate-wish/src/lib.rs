@@ -26,5 +26,8 @@ mod sdp_body;
 pub use bearer::BearerToken;
 pub use error::HttpError;
 pub use resource_id::ResourceId;
-pub use responses::{ascii_header, authorize, preflight, respond};
+pub use responses::{
+    ascii_header, authorize, created, endpoint_options, preflight, respond, session_ids,
+    session_options,
+};
 pub use sdp_body::{read_sdp_offer, MAX_SDP_BYTES};
