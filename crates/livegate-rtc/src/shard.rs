@@ -219,10 +219,13 @@ impl Shard {
                 let mut contents = std::mem::take(&mut self.segments);
                 contents.clear();
                 contents.extend_from_slice(&datagram);
-                let mut rtp = vec![rtp_len];
+                // RTP among the batch, counted once it is sent: (packets, bytes).
+                let mut rtp = rtp_len.map_or((0, 0), |len| (1, len));
                 for _ in 0..batch {
                     let (_, _, next) = self.outbox.pop_front().expect("gathered");
-                    rtp.push(is_rtp(&next).then_some(next.len() as u64));
+                    if is_rtp(&next) {
+                        rtp = (rtp.0 + 1, rtp.1 + next.len() as u64);
+                    }
                     contents.extend_from_slice(&next);
                 }
                 let result = self
@@ -231,9 +234,8 @@ impl Shard {
                     .await;
                 self.segments = contents;
                 if result.is_ok() {
-                    for rtp_len in rtp {
-                        note_rtp_sent(&self.media, rtp_len);
-                    }
+                    MediaCounters::add(&self.media.rtp_packets_sent, rtp.0);
+                    MediaCounters::add(&self.media.rtp_bytes_sent, rtp.1);
                     self.counters
                         .datagrams_out
                         .fetch_add(batch as u64 + 1, Ordering::Relaxed);
