@@ -40,18 +40,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use livegate_media::registry::{RegistryError, Stream, StreamRegistry};
 use livegate_media::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
-use livegate_media::time::PtsUnwrapper;
-use livegate_media::ts::demux::{DemuxEvent, Demuxer};
 use livegate_media::ts::mux::{MuxError, Muxer};
-use livegate_media::{opus, AccessUnit, Codec, StreamKey, StreamKeyError, Track, PTS_WRAP};
+use livegate_media::{AccessUnit, StreamKey, StreamKeyError, Track, PTS_WRAP};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Largest file accepted: the whole file is held in memory.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
-
-/// Frame duration assumed for a video track of a single picture (30 fps).
-const FALLBACK_VIDEO_FRAME_90K: u64 = 3_000;
+pub use crate::looped_file::MAX_FILE_BYTES;
+use crate::looped_file::{LoopUnit, LoopedFile, LoopedFileError};
 
 const TICKS_PER_SECOND: u64 = 90_000;
 
@@ -109,6 +104,18 @@ pub enum FileSourceError {
     },
 }
 
+impl From<LoopedFileError> for FileSourceError {
+    fn from(error: LoopedFileError) -> FileSourceError {
+        match error {
+            LoopedFileError::Read { path, source } => FileSourceError::Read { path, source },
+            LoopedFileError::TooLarge { path, len } => FileSourceError::TooLarge { path, len },
+            LoopedFileError::NoMedia { path } => FileSourceError::NoMedia { path },
+            LoopedFileError::NoKeyframe { path } => FileSourceError::NoKeyframe { path },
+            LoopedFileError::TracksChanged { path } => FileSourceError::TracksChanged { path },
+        }
+    }
+}
+
 /// One entry of `LIVE_AI_TEST_STREAM`: play `path` as stream `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSourceSpec {
@@ -157,14 +164,6 @@ pub fn parse_specs(list: &str) -> Result<Vec<FileSourceSpec>, FileSourceError> {
     Ok(specs)
 }
 
-/// One access unit of the file and when it is due within a loop.
-#[derive(Debug, Clone)]
-struct LoopUnit {
-    /// Decoding time after the loop's start (the file's earliest decoding time).
-    decode_offset_90k: u64,
-    au: AccessUnit,
-}
-
 /// A demuxed MPEG-TS file, ready to be played in a loop as a stream's output.
 ///
 /// Made by [`FileSource::load`], consumed by [`FileSource::run`], which owns the stream for as
@@ -184,29 +183,22 @@ impl FileSource {
     /// Reads and demuxes `spec.path` and checks that it can be played: the errors a bad
     /// `LIVE_AI_TEST_STREAM` should stop start-up with.
     pub async fn load(spec: &FileSourceSpec) -> Result<FileSource, FileSourceError> {
-        let read_error = |source| FileSourceError::Read {
-            path: spec.path.clone(),
-            source,
-        };
-        let len = tokio::fs::metadata(&spec.path)
-            .await
-            .map_err(read_error)?
-            .len();
-        if len > MAX_FILE_BYTES {
-            return Err(FileSourceError::TooLarge {
-                path: spec.path.clone(),
-                len,
-            });
-        }
-        let ts = tokio::fs::read(&spec.path).await.map_err(read_error)?;
-        FileSource::from_ts(spec.key.clone(), &spec.path, &ts)
+        let file = LoopedFile::read(&spec.path).await?;
+        FileSource::from_file(spec.key.clone(), &spec.path, file)
     }
 
     /// [`FileSource::load`] on bytes already read; `path` only names the file in errors.
+    #[cfg(test)]
     fn from_ts(key: StreamKey, path: &Path, ts: &[u8]) -> Result<FileSource, FileSourceError> {
-        let (tracks, units) = demux_all(path, ts)?;
-        let units = drop_video_before_first_keyframe(path, units)?;
-        let (units, loop_duration_90k) = lay_out_loop(&tracks, units);
+        FileSource::from_file(key, path, LoopedFile::from_ts(path, ts)?)
+    }
+
+    fn from_file(
+        key: StreamKey,
+        path: &Path,
+        file: LoopedFile,
+    ) -> Result<FileSource, FileSourceError> {
+        let (tracks, units, loop_duration_90k) = file.into_parts();
         let source = FileSource {
             key,
             path: path.to_owned(),
@@ -350,139 +342,6 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.remove(&self.stream);
     }
-}
-
-/// The file's tracks and access units, in file order.
-fn demux_all(path: &Path, ts: &[u8]) -> Result<(Vec<Track>, Vec<AccessUnit>), FileSourceError> {
-    let mut demuxer = Demuxer::new();
-    let mut events = Vec::new();
-    demuxer.push(ts, &mut events);
-    demuxer.finish(&mut events);
-    let mut tracks = Vec::new();
-    let mut units = Vec::new();
-    for event in events {
-        match event {
-            DemuxEvent::Tracks(announced) if units.is_empty() => tracks = announced,
-            DemuxEvent::Tracks(announced) if announced != tracks => {
-                return Err(FileSourceError::TracksChanged {
-                    path: path.to_owned(),
-                })
-            }
-            DemuxEvent::Tracks(_) => {}
-            DemuxEvent::AccessUnit(au) => units.push(au),
-        }
-    }
-    if units.is_empty() {
-        return Err(FileSourceError::NoMedia {
-            path: path.to_owned(),
-        });
-    }
-    Ok((tracks, units))
-}
-
-/// A loop that starts on a P-frame cannot be decoded until the next keyframe, at every seam.
-fn drop_video_before_first_keyframe(
-    path: &Path,
-    mut units: Vec<AccessUnit>,
-) -> Result<Vec<AccessUnit>, FileSourceError> {
-    let is_video = |au: &AccessUnit| au.codec == Codec::H264;
-    if !units.iter().any(is_video) {
-        return Ok(units);
-    }
-    let first_keyframe = units
-        .iter()
-        .position(|au| is_video(au) && au.keyframe)
-        .ok_or_else(|| FileSourceError::NoKeyframe {
-            path: path.to_owned(),
-        })?;
-    let mut index = 0;
-    units.retain(|au| {
-        let keep = index >= first_keyframe || !is_video(au);
-        index += 1;
-        keep
-    });
-    Ok(units)
-}
-
-/// Puts the units in decoding order with their offsets into the loop, and measures the loop.
-fn lay_out_loop(tracks: &[Track], units: Vec<AccessUnit>) -> (Vec<LoopUnit>, u64) {
-    // One unwrapper for the whole program: its tracks share one clock (the PCR), and file
-    // order keeps consecutive values close, so a wrap inside the file is followed.
-    let mut unwrapper = PtsUnwrapper::default();
-    let timed: Vec<(i64, i64, AccessUnit)> = units
-        .into_iter()
-        .map(|au| {
-            let decode = unwrapper.unwrap(au.dts.unwrap_or(au.pts)).0;
-            let pts = unwrapper.unwrap(au.pts).0;
-            (decode, pts, au)
-        })
-        .collect();
-
-    let first_pts = timed.iter().map(|(_, pts, _)| *pts).min().expect("units");
-    let end_pts = tracks
-        .iter()
-        .filter_map(|track| track_end_pts(track, &timed))
-        .max()
-        .expect("every unit belongs to a track");
-    // At least a tick, even for units without a duration, so loops cannot pile up at one
-    // instant.
-    let loop_duration_90k = ((end_pts - first_pts) as u64).max(1);
-
-    let origin = timed
-        .iter()
-        .map(|(decode, _, _)| *decode)
-        .min()
-        .expect("units");
-    let mut units: Vec<LoopUnit> = timed
-        .into_iter()
-        .map(|(decode, _, au)| LoopUnit {
-            decode_offset_90k: (decode - origin) as u64,
-            au,
-        })
-        .collect();
-    // Stable, so units due at the same time keep their file order.
-    units.sort_by_key(|unit| unit.decode_offset_90k);
-    (units, loop_duration_90k)
-}
-
-/// When the track's last frame ends: its latest PTS plus that frame's duration.
-fn track_end_pts(track: &Track, timed: &[(i64, i64, AccessUnit)]) -> Option<i64> {
-    let mut pts: Vec<(i64, &AccessUnit)> = timed
-        .iter()
-        .filter(|(_, _, au)| au.pid == track.pid)
-        .map(|(_, pts, au)| (*pts, au))
-        .collect();
-    pts.sort_unstable_by_key(|(pts, _)| *pts);
-    let &(last_pts, last) = pts.last()?;
-    let exact = match track.codec {
-        // An Opus packet says how long it is (RFC 6716 §3.1).
-        Codec::Opus => opus::packet_duration_48k(&last.data)
-            .ok()
-            .map(opus::samples_48k_to_90k),
-        Codec::H264 => None,
-    };
-    let frame_90k = exact
-        .or_else(|| most_common_step(pts.iter().map(|(pts, _)| *pts)))
-        .unwrap_or(FALLBACK_VIDEO_FRAME_90K);
-    Some(last_pts + frame_90k as i64)
-}
-
-/// The most common positive step between consecutive sorted values: the frame duration of a
-/// track, whatever its odd frames.
-fn most_common_step(sorted: impl Iterator<Item = i64>) -> Option<u64> {
-    let mut steps: Vec<u64> = Vec::new();
-    let mut previous = None;
-    for value in sorted {
-        if let Some(previous) = previous.filter(|&p| value > p) {
-            steps.push((value - previous) as u64);
-        }
-        previous = Some(value);
-    }
-    steps.sort_unstable();
-    steps
-        .chunk_by(|a, b| a == b)
-        .max_by_key(|run| run.len())
-        .map(|run| run[0])
 }
 
 /// `ticks_90k` as a duration, rounded up so nothing is due before its time.

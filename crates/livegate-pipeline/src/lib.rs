@@ -46,6 +46,7 @@ use livegate_media::ring::RingBuffer;
 
 pub mod exec;
 pub mod file_source;
+pub mod looped_file;
 pub mod passthrough;
 
 use exec::{ExecOptions, ExecSpec, ExecSpecError};

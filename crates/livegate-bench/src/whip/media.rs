@@ -1,27 +1,19 @@
-//! An MPEG-TS file as a publisher plays it: demuxed once (livegate-media's [`Demuxer`]),
-//! its access units laid out in decoding order with their times relative to the file's
-//! start, and the loop duration that keeps timestamps increasing when it is played again.
+//! An MPEG-TS file as a publisher plays it: livegate-pipeline's [`LoopedFile`] (demuxed
+//! once, access units in decoding order with their times into a pass, the loop duration that
+//! keeps timestamps increasing pass after pass) plus what an offer needs from it.
 //!
 //! Loaded once and shared (`Arc`) by every publisher of a load run; nothing here is
-//! per-publisher. Not a general file player: the whole file is held in memory (at most
-//! [`MAX_FILE_BYTES`]), it must run on one clock, its tracks may not change mid-file, and
-//! video before the first keyframe is dropped so every pass starts decodable. The loop
-//! arithmetic is the same as livegate-pipeline's `file_source` (the last frame's end of the
-//! longest track), so a gateway sees the same timeline from either.
+//! per-publisher. The same layout as the gateway's `LIVE_AI_TEST_STREAM` source, so a gateway
+//! sees the same timeline from either.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use livegate_media::h264::ParameterSetCache;
-use livegate_media::time::PtsUnwrapper;
-use livegate_media::ts::demux::{DemuxEvent, Demuxer};
-use livegate_media::{opus, AccessUnit, Codec};
-
-/// Largest file accepted: the whole file is held in memory.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
-
-/// Frame duration assumed for a video track whose frame rate cannot be read (30 fps).
-const FALLBACK_VIDEO_FRAME_90K: u64 = 3_000;
+use livegate_media::Codec;
+pub use livegate_pipeline::looped_file::MAX_FILE_BYTES;
+use livegate_pipeline::looped_file::{LoopedFile, LoopedFileError};
 
 /// Why a file cannot be played.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +30,20 @@ pub enum MediaFileError {
     NoMedia { path: PathBuf },
     #[error("{} has H.264 video without a keyframe", .path.display())]
     NoKeyframe { path: PathBuf },
+    #[error("{} changes its tracks mid-file", .path.display())]
+    TracksChanged { path: PathBuf },
+}
+
+impl From<LoopedFileError> for MediaFileError {
+    fn from(error: LoopedFileError) -> MediaFileError {
+        match error {
+            LoopedFileError::Read { path, source } => MediaFileError::Read { path, source },
+            LoopedFileError::TooLarge { path, len } => MediaFileError::TooLarge { path, len },
+            LoopedFileError::NoMedia { path } => MediaFileError::NoMedia { path },
+            LoopedFileError::NoKeyframe { path } => MediaFileError::NoKeyframe { path },
+            LoopedFileError::TracksChanged { path } => MediaFileError::TracksChanged { path },
+        }
+    }
 }
 
 /// One access unit of the file and when it is due within a pass.
@@ -73,55 +79,40 @@ pub struct MediaFile {
 
 impl MediaFile {
     /// Reads and demuxes `path` (off the runtime's threads).
-    pub async fn load(path: impl AsRef<Path>) -> Result<std::sync::Arc<MediaFile>, MediaFileError> {
-        let path = path.as_ref().to_owned();
-        let read_error = |path: &Path, source| MediaFileError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let len = tokio::fs::metadata(&path)
-            .await
-            .map_err(|e| read_error(&path, e))?
-            .len();
-        if len > MAX_FILE_BYTES {
-            return Err(MediaFileError::TooLarge { path, len });
-        }
-        let ts = tokio::fs::read(&path)
-            .await
-            .map_err(|e| read_error(&path, e))?;
-        MediaFile::from_ts(&path, &ts).map(std::sync::Arc::new)
+    pub async fn load(path: impl AsRef<Path>) -> Result<Arc<MediaFile>, MediaFileError> {
+        let path = path.as_ref();
+        let file = LoopedFile::read(path).await?;
+        Ok(Arc::new(MediaFile::from_file(path, file)))
     }
 
     /// [`MediaFile::load`] on bytes already read; `path` only names the file in errors.
     pub fn from_ts(path: &Path, ts: &[u8]) -> Result<MediaFile, MediaFileError> {
-        let mut demuxer = Demuxer::new();
-        let mut events = Vec::new();
-        demuxer.push(ts, &mut events);
-        demuxer.finish(&mut events);
-        let units: Vec<AccessUnit> = events
+        Ok(MediaFile::from_file(path, LoopedFile::from_ts(path, ts)?))
+    }
+
+    fn from_file(path: &Path, file: LoopedFile) -> MediaFile {
+        let loop_duration_90k = file.loop_duration_90k();
+        let (_, units, _) = file.into_parts();
+        let mut parameter_sets = ParameterSetCache::new();
+        for unit in units.iter().filter(|u| u.au.codec == Codec::H264) {
+            parameter_sets.observe(&unit.au.data);
+        }
+        let units = units
             .into_iter()
-            .filter_map(|event| match event {
-                DemuxEvent::AccessUnit(au) => Some(au),
-                DemuxEvent::Tracks(_) => None,
+            .map(|unit| FileUnit {
+                decode_offset_90k: unit.decode_offset_90k,
+                pts_offset_90k: unit.pts_offset_90k,
+                codec: unit.au.codec,
+                keyframe: unit.au.keyframe,
+                data: unit.au.data,
             })
             .collect();
-        if units.is_empty() {
-            return Err(MediaFileError::NoMedia {
-                path: path.to_owned(),
-            });
-        }
-        let units = from_first_keyframe(path, units)?;
-        let mut parameter_sets = ParameterSetCache::new();
-        for au in units.iter().filter(|au| au.codec == Codec::H264) {
-            parameter_sets.observe(&au.data);
-        }
-        let (units, loop_duration_90k) = lay_out(units);
-        Ok(MediaFile {
+        MediaFile {
             path: path.to_owned(),
             units,
             loop_duration_90k,
             profile_level_id: parameter_sets.sps_info().map(|sps| sps.profile_level_id()),
-        })
+        }
     }
 
     /// The file it was read from.
@@ -157,110 +148,6 @@ impl MediaFile {
     pub(crate) fn units(&self) -> &[FileUnit] {
         &self.units
     }
-}
-
-/// A pass that starts on a P-frame cannot be decoded until the next keyframe, at every seam.
-fn from_first_keyframe(
-    path: &Path,
-    units: Vec<AccessUnit>,
-) -> Result<Vec<AccessUnit>, MediaFileError> {
-    let is_video = |au: &AccessUnit| au.codec == Codec::H264;
-    if !units.iter().any(is_video) {
-        return Ok(units);
-    }
-    let first_keyframe = units
-        .iter()
-        .position(|au| is_video(au) && au.keyframe)
-        .ok_or_else(|| MediaFileError::NoKeyframe {
-            path: path.to_owned(),
-        })?;
-    Ok(units
-        .into_iter()
-        .enumerate()
-        .filter(|(i, au)| *i >= first_keyframe || !is_video(au))
-        .map(|(_, au)| au)
-        .collect())
-}
-
-/// Units in decoding order with their offsets from the earliest time, and the loop length.
-fn lay_out(units: Vec<AccessUnit>) -> (Vec<FileUnit>, u64) {
-    // One unwrapper for the program: its tracks share the PCR's clock, and file order keeps
-    // consecutive values close, so a wrap inside the file is followed.
-    let mut unwrapper = PtsUnwrapper::default();
-    let timed: Vec<(i64, i64, AccessUnit)> = units
-        .into_iter()
-        .map(|au| {
-            let decode = unwrapper.unwrap(au.dts.unwrap_or(au.pts)).0;
-            let pts = unwrapper.unwrap(au.pts).0;
-            (decode, pts, au)
-        })
-        .collect();
-    let origin = timed
-        .iter()
-        .map(|(decode, pts, _)| (*decode).min(*pts))
-        .min()
-        .expect("at least one unit");
-    let first_pts = timed.iter().map(|(_, pts, _)| *pts).min().expect("units");
-    let end_pts = [Codec::H264, Codec::Opus]
-        .into_iter()
-        .filter_map(|codec| track_end_pts(codec, &timed))
-        .max()
-        .expect("every unit is H.264 or Opus");
-    // At least a tick, so passes cannot pile up at one instant.
-    let loop_duration_90k = ((end_pts - first_pts) as u64).max(1);
-    let mut laid_out: Vec<FileUnit> = timed
-        .into_iter()
-        .map(|(decode, pts, au)| FileUnit {
-            decode_offset_90k: (decode - origin) as u64,
-            pts_offset_90k: (pts - origin) as u64,
-            codec: au.codec,
-            keyframe: au.keyframe,
-            data: au.data,
-        })
-        .collect();
-    // Stable: units due at the same time keep their file order.
-    laid_out.sort_by_key(|unit| unit.decode_offset_90k);
-    (laid_out, loop_duration_90k)
-}
-
-/// When a track's last frame ends: its latest PTS plus that frame's duration.
-fn track_end_pts(codec: Codec, timed: &[(i64, i64, AccessUnit)]) -> Option<i64> {
-    let mut pts: Vec<(i64, &AccessUnit)> = timed
-        .iter()
-        .filter(|(_, _, au)| au.codec == codec)
-        .map(|(_, pts, au)| (*pts, au))
-        .collect();
-    pts.sort_unstable_by_key(|(pts, _)| *pts);
-    let &(last_pts, last) = pts.last()?;
-    let exact = match codec {
-        // An Opus packet says how long it is (RFC 6716 §3.1).
-        Codec::Opus => opus::packet_duration_48k(&last.data)
-            .ok()
-            .map(opus::samples_48k_to_90k),
-        Codec::H264 => None,
-    };
-    let frame_90k = exact
-        .or_else(|| most_common_step(pts.iter().map(|(pts, _)| *pts)))
-        .unwrap_or(FALLBACK_VIDEO_FRAME_90K);
-    Some(last_pts + frame_90k as i64)
-}
-
-/// The most common positive step between consecutive sorted values: a track's frame duration
-/// whatever its odd frames.
-fn most_common_step(sorted: impl Iterator<Item = i64>) -> Option<u64> {
-    let mut steps: Vec<u64> = Vec::new();
-    let mut previous = None;
-    for value in sorted {
-        if let Some(previous) = previous.filter(|&p| value > p) {
-            steps.push((value - previous) as u64);
-        }
-        previous = Some(value);
-    }
-    steps.sort_unstable();
-    steps
-        .chunk_by(|a, b| a == b)
-        .max_by_key(|run| run.len())
-        .map(|run| run[0])
 }
 
 #[cfg(test)]

@@ -4,6 +4,10 @@ use livegate_media::Pts90k;
 use proptest::prelude::*;
 
 use super::*;
+use crate::looped_file::{lay_out_loop, most_common_step};
+use livegate_media::time::PtsUnwrapper;
+use livegate_media::ts::demux::{DemuxEvent, Demuxer};
+use livegate_media::Codec;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
