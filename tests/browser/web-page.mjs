@@ -4,7 +4,7 @@
 //
 //   node web-page.mjs --gateway http://127.0.0.1:8935 [--screenshot out.png]
 
-import { chromium } from 'playwright-core';
+import { launchChromium, requireLoopback } from './chromium.mjs';
 
 const args = { stream: 'page' };
 for (let i = 2; i < process.argv.length; i++) {
@@ -13,20 +13,9 @@ for (let i = 2; i < process.argv.length; i++) {
   else throw new Error(`unknown argument ${process.argv[i]}`);
 }
 if (!args.gateway) throw new Error('--gateway is required');
-if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(args.gateway).hostname)) {
-  throw new Error('refusing to test a non-loopback gateway');
-}
+requireLoopback(args.gateway);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    '--autoplay-policy=no-user-gesture-required',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launchChromium();
 let ok = false;
 try {
   const publisher = await browser.newPage();

@@ -12,7 +12,7 @@
 // is written out here (POST the offer, apply the answer, DELETE at the end) rather than taken
 // from a library, because what it exercises is exactly the protocol.
 
-import { chromium } from 'playwright-core';
+import { launchChromium, requireLoopback } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { runs: 1, minFrames: 30, audio: false, screenshot: null, timeoutMs: 20000 };
@@ -30,10 +30,7 @@ function parseArgs(argv) {
     }
   }
   if (!args.gateway || !args.stream) throw new Error('--gateway and --stream are required');
-  const host = new URL(args.gateway).hostname;
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(host)) {
-    throw new Error(`refusing to test a non-loopback gateway (${host})`);
-  }
+  requireLoopback(args.gateway);
   return args;
 }
 
@@ -117,16 +114,7 @@ async function playOnce({ stream, minFrames, audio, timeoutMs }) {
 
 async function main() {
   const args = parseArgs(process.argv);
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  const browser = await launchChromium();
   let failed = false;
   const firstFrames = [];
   try {

@@ -7,7 +7,7 @@
 //
 // Exits non-zero if the publish is refused or the player decodes too little.
 
-import { chromium } from 'playwright-core';
+import { launchChromium, requireLoopback } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { minFrames: 60, timeoutMs: 20000, simulcast: false };
@@ -23,10 +23,7 @@ function parseArgs(argv) {
     }
   }
   if (!args.gateway || !args.stream) throw new Error('--gateway and --stream are required');
-  const host = new URL(args.gateway).hostname;
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(host)) {
-    throw new Error(`refusing to test a non-loopback gateway (${host})`);
-  }
+  requireLoopback(args.gateway);
   return args;
 }
 
@@ -148,16 +145,7 @@ async function play({ stream, minFrames, timeoutMs }) {
 
 async function main() {
   const args = parseArgs(process.argv);
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  const browser = await launchChromium();
   let failed = true;
   try {
     const publisher = await browser.newPage();
