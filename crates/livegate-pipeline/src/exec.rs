@@ -58,6 +58,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::Supervision;
 pub use backoff::Backoff;
 use backoff::BackoffState;
 
@@ -150,6 +151,8 @@ pub struct ExecOptions {
     pub output_capacity_bytes: usize,
     /// How long a worker may keep running to flush its output once its input ended.
     pub eof_grace: Duration,
+    /// The stuck-worker watchdog and the restart budget.
+    pub supervision: Supervision,
 }
 
 impl Default for ExecOptions {
@@ -159,6 +162,7 @@ impl Default for ExecOptions {
             backoff: Backoff::default(),
             output_capacity_bytes: DEFAULT_CAPACITY_BYTES,
             eof_grace: Duration::from_secs(2),
+            supervision: Supervision::default(),
         }
     }
 }

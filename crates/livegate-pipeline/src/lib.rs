@@ -8,7 +8,9 @@
 //! - [`passthrough`]: the output is the input, untouched.
 //! - [`exec`]: a local process per stream, MPEG-TS in on stdin and out on stdout
 //!   (`exec:<command line>`), restarted with backoff when it crashes.
-//! - trickle and webrtc workers come later, one module each.
+//! - [`upstream`]: `whip:<url>`, an upstream realtime AI service reached as a WHIP client;
+//!   the worker lives in `livegate-upstream` and is handed in through [`WorkerContext`].
+//! - trickle workers come later.
 //!
 //! [`file_source`] is not a pipeline (it has no input): it plays an MPEG-TS file in a loop as a
 //! stream's output, for smoke tests and for checking playback before any publisher exists.
@@ -21,35 +23,39 @@
 //! A worker serves one *input generation*: the buffer one publisher connection writes. When a
 //! publisher reconnects within its grace period with a new input buffer, the WHIP layer
 //! attaches the pipeline again; the new worker installs a new output with
-//! [`Stream::set_output`], which closes the previous output, so viewers move to the next
+//! [`Stream::set_output`](livegate_media::registry::Stream::set_output), which closes the previous output, so viewers move to the next
 //! output generation (see [`livegate_media::registry::OutputSlot`]). A worker ends by itself
 //! when its input closes (the publisher left) or its stream closes; nobody needs to stop it.
 //!
 //! ```
 //! use livegate_media::{registry::StreamRegistry, StreamKey};
-//! use livegate_pipeline::Pipeline;
+//! use livegate_pipeline::{Pipeline, WorkerContext, WorkerJob};
 //!
 //! let registry = StreamRegistry::new();
 //! let stream = registry.create(StreamKey::parse("cam1")?)?;
 //! let pipeline: Pipeline = "passthrough".parse()?;
-//! pipeline.attach(&stream, stream.input());
+//! pipeline.attach(&WorkerContext::default(), WorkerJob::new(stream.clone(), stream.input().clone()))?;
 //! assert!(stream.output().is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use livegate_media::registry::Stream;
-use livegate_media::ring::RingBuffer;
-
+mod context;
 pub mod exec;
 pub mod file_source;
+mod job;
 pub mod looped_file;
 pub mod passthrough;
+pub mod upstream;
 
+pub use context::{Supervision, WorkerContext};
 use exec::{ExecOptions, ExecSpec, ExecSpecError};
+pub use job::{
+    data_channel_pair, PublisherDataChannel, WorkerDataChannel, WorkerJob, DATA_CHANNEL_QUEUE,
+};
+use upstream::{UpstreamSpec, UpstreamSpecError};
 
 /// The kind of worker that turns every published stream's input into its output.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,17 +66,31 @@ pub enum Pipeline {
     Passthrough,
     /// A local process per stream ([`exec`]), configured as `exec:<command line>`.
     Exec(ExecSpec),
+    /// An upstream realtime AI service reached as a WHIP client ([`upstream`]), configured
+    /// as `whip:<url>`.
+    Whip(UpstreamSpec),
 }
 
 /// A pipeline that [`Pipeline::from_str`] cannot make.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PipelineParseError {
     /// Not a pipeline name livegate knows.
-    #[error("unknown pipeline {0:?}; supported: passthrough, exec:<command line>")]
+    #[error("unknown pipeline {0:?}; supported: passthrough, exec:<command line>, whip:<url>")]
     Unknown(String),
     /// `exec:` with a command line that cannot be split.
     #[error(transparent)]
     Exec(#[from] ExecSpecError),
+    /// `whip:` with something that is not an HTTP URL.
+    #[error(transparent)]
+    Whip(#[from] UpstreamSpecError),
+}
+
+/// A worker that could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// A `whip:` pipeline in a gateway built without an upstream connector.
+    #[error("pipeline whip: needs an upstream connector, and none was configured")]
+    NoUpstreamConnector,
 }
 
 impl Pipeline {
@@ -79,46 +99,48 @@ impl Pipeline {
         match self {
             Pipeline::Passthrough => "passthrough",
             Pipeline::Exec(_) => "exec",
+            Pipeline::Whip(_) => "whip",
         }
     }
 
-    /// Starts a worker that turns `input` (the buffer the stream's current publisher writes:
-    /// [`Stream::input`] at first, a reconnected publisher's buffer later) into a new output
-    /// generation of `stream`. The worker ends by itself when `input` or the stream closes.
-    pub fn attach(&self, stream: &Arc<Stream>, input: &Arc<RingBuffer>) {
-        self.attach_with_params(stream, input, None);
-    }
-
-    /// [`attach`](Pipeline::attach), with the stream's pipeline parameters (JSON text, e.g.
-    /// the auth webhook's `params`) for the workers that take them: an exec worker gets them
-    /// as `LIVE_AI_PIPELINE_PARAMS`; passthrough ignores them.
-    pub fn attach_with_params(
-        &self,
-        stream: &Arc<Stream>,
-        input: &Arc<RingBuffer>,
-        params_json: Option<String>,
-    ) {
+    /// Starts a worker that turns `job.input` (the buffer the stream's current publisher
+    /// writes: [`Stream::input`](livegate_media::registry::Stream::input) at first, a reconnected publisher's buffer later) into a new
+    /// output generation of `job.stream`. The worker ends by itself when its input or the
+    /// stream closes. Returns at once; a worker that connects somewhere does so in the
+    /// background.
+    pub fn attach(&self, context: &WorkerContext, job: WorkerJob) -> Result<(), AttachError> {
         match self {
-            Pipeline::Passthrough => passthrough::attach_passthrough(stream, input),
+            Pipeline::Passthrough => passthrough::attach_passthrough(&job.stream, &job.input),
             Pipeline::Exec(spec) => {
                 let options = ExecOptions {
-                    params_json,
+                    params_json: job.params_json,
+                    supervision: context.supervision,
                     ..ExecOptions::default()
                 };
                 // The supervisor ends by itself with its input or stream.
-                drop(exec::attach_exec(spec, stream, input, options));
+                drop(exec::attach_exec(spec, &job.stream, &job.input, options));
             }
+            Pipeline::Whip(spec) => context
+                .upstream
+                .as_ref()
+                .ok_or(AttachError::NoUpstreamConnector)?
+                .attach(spec, job),
         }
+        Ok(())
     }
 }
 
 impl FromStr for Pipeline {
     type Err = PipelineParseError;
 
-    /// `passthrough`, or `exec:` followed by a command line ([`ExecSpec::parse`]).
+    /// `passthrough`, `exec:` followed by a command line ([`ExecSpec::parse`]), or `whip:`
+    /// followed by an upstream's WHIP URL ([`UpstreamSpec::parse`]).
     fn from_str(s: &str) -> Result<Pipeline, PipelineParseError> {
         if let Some(command_line) = s.strip_prefix("exec:") {
             return Ok(Pipeline::Exec(ExecSpec::parse(command_line)?));
+        }
+        if let Some(url) = s.strip_prefix("whip:") {
+            return Ok(Pipeline::Whip(UpstreamSpec::parse(url)?));
         }
         match s {
             "passthrough" => Ok(Pipeline::Passthrough),
@@ -133,6 +155,7 @@ impl fmt::Display for Pipeline {
         match self {
             Pipeline::Passthrough => f.write_str("passthrough"),
             Pipeline::Exec(spec) => write!(f, "exec:{spec}"),
+            Pipeline::Whip(spec) => write!(f, "whip:{spec}"),
         }
     }
 }
@@ -170,5 +193,33 @@ mod tests {
             "exec:sh -c 'exit".parse::<Pipeline>(),
             Err(PipelineParseError::Exec(ExecSpecError::Quoting { .. }))
         ));
+    }
+
+    #[test]
+    fn whip_urls_round_trip_and_non_http_ones_are_refused() {
+        let pipeline: Pipeline = "whip:https://ai.example/whip/{stream}".parse().unwrap();
+        assert_eq!(pipeline.name(), "whip");
+        assert_eq!(pipeline.to_string().parse::<Pipeline>(), Ok(pipeline));
+        for bad in ["whip:", "whip:ftp://x", "whip:http://", "whip:http:///path"] {
+            assert!(
+                matches!(bad.parse::<Pipeline>(), Err(PipelineParseError::Whip(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_whip_pipeline_without_a_connector_does_not_attach() {
+        let registry = livegate_media::registry::StreamRegistry::new();
+        let stream = registry
+            .create(livegate_media::StreamKey::parse("a").unwrap())
+            .unwrap();
+        let pipeline: Pipeline = "whip:http://127.0.0.1:1/whip".parse().unwrap();
+        let job = WorkerJob::new(stream.clone(), stream.input().clone());
+        assert_eq!(
+            pipeline.attach(&WorkerContext::default(), job),
+            Err(AttachError::NoUpstreamConnector)
+        );
+        assert!(stream.output().is_none());
     }
 }

@@ -13,7 +13,7 @@ use livegate_media::ring::{ReadOutcome, RingBuffer, RingReader};
 use livegate_media::ts::demux::{DemuxEvent, Demuxer};
 use livegate_media::{AccessUnit, Codec, StreamKey};
 use livegate_pipeline::exec::{attach_exec, ExecOptions, ExecSpec, ExecWorker};
-use livegate_pipeline::Pipeline;
+use livegate_pipeline::{Pipeline, WorkerContext, WorkerJob};
 use tokio::time::Instant;
 
 /// Only a safety net against a hang; no test waits for it to pass.
@@ -270,7 +270,12 @@ async fn the_configured_pipeline_runs_the_command() {
         r#"exec:sh -c 'printf "%-188s" "$LIVE_AI_STREAM_KEY"; cat >/dev/null'"#
             .parse()
             .unwrap();
-    pipeline.attach(&stream, stream.input());
+    pipeline
+        .attach(
+            &WorkerContext::default(),
+            WorkerJob::new(stream.clone(), stream.input().clone()),
+        )
+        .unwrap();
     let output: Arc<RingBuffer> = stream.next_output(None).await.unwrap();
     let mut reader = output.reader_from_oldest();
     let ReadOutcome::Chunk(chunk) = reader.read().await else {

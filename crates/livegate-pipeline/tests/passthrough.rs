@@ -11,7 +11,7 @@ use livegate_media::registry::{StreamClosed, StreamRegistry};
 use livegate_media::ring::{ReadOutcome, RingBuffer, RingReader};
 use livegate_media::StreamKey;
 use livegate_pipeline::passthrough::attach_passthrough;
-use livegate_pipeline::Pipeline;
+use livegate_pipeline::{Pipeline, WorkerContext, WorkerJob};
 use tokio::time::Instant;
 
 fn key(s: &str) -> StreamKey {
@@ -46,7 +46,12 @@ fn drain(reader: &mut RingReader) -> Vec<Bytes> {
 fn viewers_get_the_publishers_bytes_unchanged_and_uncopied() {
     let registry = StreamRegistry::new();
     let stream = registry.create(key("cam")).unwrap();
-    Pipeline::Passthrough.attach(&stream, stream.input());
+    Pipeline::Passthrough
+        .attach(
+            &WorkerContext::default(),
+            WorkerJob::new(stream.clone(), stream.input().clone()),
+        )
+        .unwrap();
     let output = stream.output().expect("passthrough installs an output");
     let mut viewers = [output.reader(), output.reader()];
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderValue;
+use livegate_pipeline::WorkerContext;
 use livegate_wish::BearerToken;
 
 use crate::auth::AuthWebhook;
@@ -60,6 +61,8 @@ pub struct WhipConfig {
     pub retry_after: Duration,
     /// How publishers' media becomes MPEG-TS.
     pub ingest: IngestConfig,
+    /// What the streams' pipeline workers share (supervision, the upstream connector).
+    pub workers: WorkerContext,
 }
 
 impl Default for WhipConfig {
@@ -74,6 +77,7 @@ impl Default for WhipConfig {
             ice_server_links: Vec::new(),
             retry_after: Duration::from_secs(5),
             ingest: IngestConfig::default(),
+            workers: WorkerContext::default(),
         }
     }
 }

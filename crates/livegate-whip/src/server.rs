@@ -9,7 +9,7 @@ use std::sync::Arc;
 use livegate_media::registry::{RegistryError, Stream, StreamRegistry};
 use livegate_media::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
 use livegate_media::{Codec, StreamKey};
-use livegate_pipeline::Pipeline;
+use livegate_pipeline::{Pipeline, WorkerJob};
 use livegate_rtc::{
     AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SessionHandle,
     SessionRole,
@@ -394,7 +394,15 @@ impl Inner {
         } else {
             RingBuffer::new(DEFAULT_CAPACITY_BYTES)
         };
-        pipeline.attach_with_params(stream, &input, params_json);
+        let job = WorkerJob {
+            params_json,
+            ..WorkerJob::new(stream.clone(), input.clone())
+        };
+        if let Err(e) = pipeline.attach(&self.config.workers, job) {
+            // Configuration, not the publisher: the stream has no output and its viewers
+            // wait; the log says why.
+            tracing::error!(stream = %key, error = %e, "cannot start the pipeline worker");
+        }
         input
     }
 
