@@ -80,6 +80,20 @@ pub struct Stream {
     key: StreamKey,
     input: Arc<RingBuffer>,
     output: watch::Sender<OutputSlot>,
+    /// What the pipeline worker last measured; read by viewers' opt-in metrics.
+    pipeline_latency: Mutex<Option<PipelineLatency>>,
+}
+
+/// How long frames take from the stream's input buffer to its output buffer, as the
+/// pipeline worker measured it over its recent frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineLatency {
+    /// Median of the recent frames.
+    pub p50: std::time::Duration,
+    /// 99th percentile of the recent frames.
+    pub p99: std::time::Duration,
+    /// Frames the figures are taken over.
+    pub frames: usize,
 }
 
 impl Stream {
@@ -88,7 +102,19 @@ impl Stream {
             key,
             input: RingBuffer::new(input_capacity_bytes),
             output: watch::Sender::new(OutputSlot::default()),
+            pipeline_latency: Mutex::new(None),
         }
+    }
+
+    /// Records what the pipeline worker measured (`None`: it cannot tell, e.g. it rewrites
+    /// timestamps). Written by the worker, about once a second.
+    pub fn set_pipeline_latency(&self, latency: Option<PipelineLatency>) {
+        *self.pipeline_latency.lock() = latency;
+    }
+
+    /// The pipeline worker's latest measurement, if it made one.
+    pub fn pipeline_latency(&self) -> Option<PipelineLatency> {
+        *self.pipeline_latency.lock()
     }
 
     /// The stream's key.

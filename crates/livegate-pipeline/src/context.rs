@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::supervise::metrics::PipelineMetrics;
+use crate::supervise::status::StatusBoard;
 use crate::upstream::SharedUpstreamConnector;
 
 /// How stuck or crashing workers are handled (`LIVE_AI_OUT_TIMEOUT`,
@@ -37,4 +39,8 @@ pub struct WorkerContext {
     /// Starts `whip:` upstream workers; `None` where the binary did not provide one, which
     /// makes a `whip:` pipeline fail to attach.
     pub upstream: Option<SharedUpstreamConnector>,
+    /// Every stream's worker status.
+    pub status: StatusBoard,
+    /// Prometheus metrics; `None` in tests that do not look at them.
+    pub metrics: Option<PipelineMetrics>,
 }

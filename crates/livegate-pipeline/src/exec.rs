@@ -14,6 +14,8 @@
 //! | input chunk | written to stdin; a worker that reads slowly makes our input reader lag: the lost bytes are skipped, counted ([`ExecStatus::input_skipped_bytes`]) and the worker resynchronises on the next TS packet |
 //! | stdout bytes | written to the output ring in whole 188-byte packets as they arrive (ISO/IEC 13818-1 §2.4.3.2), so a viewer that lags lands on a packet boundary |
 //! | process exits while the input is open | a crash: restarted after a [`Backoff`] delay, the new process fed from the newest input (not the backlog, which would only add latency) |
+//! | no output for [`Supervision::out_timeout`] while input flows | stuck: killed and restarted as after a crash (the [monitor](crate::supervise::monitor) raises it) |
+//! | a restart beyond [`Supervision::max_restarts`] within the window | the stream fails: it is closed (its publisher and viewers are let go) with the reason logged and on the status board |
 //! | input closes (the publisher left) | stdin is closed so the worker can flush, then after [`ExecOptions::eof_grace`] it is killed; its output ring is closed and the supervisor ends |
 //! | stream closes, or another worker installs the output | the process is killed at once and the supervisor ends |
 //!
@@ -22,8 +24,9 @@
 //! If the gateway itself is killed, workers see EOF on stdin and are expected to exit.
 //!
 //! It does not judge what the worker writes: garbage is stored as bytes and left to the
-//! output's readers, which skip what does not demux. A worker that stalls without exiting is
-//! not detected here (that is the output watchdog's job, not built yet).
+//! output's readers, which skip what does not demux. Its stdin and stdout paths scan video
+//! PES headers for the [latency probe](crate::supervise::latency), which matches output to
+//! input frames by PTS (`ffmpeg -copyts` keeps them).
 //!
 //! ```no_run
 //! use livegate_media::{registry::StreamRegistry, StreamKey};
@@ -58,8 +61,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::Supervision;
 pub use backoff::Backoff;
+use parking_lot::Mutex;
+
+use crate::supervise::latency::{LatencyProbe, VideoPtsScanner};
+use crate::supervise::metrics::PipelineMetrics;
+use crate::supervise::monitor::{spawn_monitor, SharedProbe};
+use crate::supervise::status::{StatusBoard, StatusEntry, WorkerState};
+use crate::supervise::RestartBudget;
+use crate::Supervision;
 use backoff::BackoffState;
 
 /// Environment variable holding the stream key, for every worker.
@@ -153,6 +163,10 @@ pub struct ExecOptions {
     pub eof_grace: Duration,
     /// The stuck-worker watchdog and the restart budget.
     pub supervision: Supervision,
+    /// Where the worker's status is shown.
+    pub status: StatusBoard,
+    /// Latency, restarts and failures for Prometheus.
+    pub metrics: Option<PipelineMetrics>,
 }
 
 impl Default for ExecOptions {
@@ -163,6 +177,8 @@ impl Default for ExecOptions {
             output_capacity_bytes: DEFAULT_CAPACITY_BYTES,
             eof_grace: Duration::from_secs(2),
             supervision: Supervision::default(),
+            status: StatusBoard::default(),
+            metrics: None,
         }
     }
 }
@@ -180,6 +196,10 @@ pub struct ExecStatus {
     pub input_skipped_bytes: u64,
     /// How the last process ended.
     pub last_exit: Option<ExitStatus>,
+    /// Processes killed because they wrote nothing while their input flowed.
+    pub watchdog_restarts: u64,
+    /// Why the supervisor gave the worker up and failed the stream.
+    pub failure: Option<String>,
     /// The supervisor has ended: no process runs and none will start.
     pub finished: bool,
 }
@@ -223,7 +243,28 @@ pub fn attach_exec(
 ) -> ExecWorker {
     let (status_tx, status) = watch::channel(ExecStatus::default());
     let span = tracing::info_span!("exec", stream = %stream.key());
+    let entry = options.status.register(stream.key(), "exec");
+    let probe: SharedProbe = Arc::new(Mutex::new(LatencyProbe::new(
+        options.metrics.as_ref().map(|m| m.latency("exec")),
+    )));
+    let monitor = {
+        let _enter = span.enter();
+        spawn_monitor(
+            stream.clone(),
+            input.clone(),
+            entry.clone(),
+            Some(probe.clone()),
+            options.supervision.out_timeout,
+        )
+    };
     let supervisor = Supervisor {
+        budget: RestartBudget::new(
+            options.supervision.max_restarts,
+            options.supervision.restart_window,
+        ),
+        entry,
+        probe,
+        stuck: monitor.stuck,
         spec: spec.clone(),
         options,
         stream: stream.clone(),
@@ -240,6 +281,8 @@ pub fn attach_exec(
 enum Ended {
     /// It exited by itself while the input was open.
     Exited(ExitStatus),
+    /// It wrote no output for the watchdog's timeout while its input flowed.
+    Stuck,
     /// The input closed: the worker was given its grace and the supervisor ends.
     InputClosed,
     /// The stream closed or another worker took the output: the supervisor ends.
@@ -256,6 +299,11 @@ struct Process {
 }
 
 struct Supervisor {
+    budget: RestartBudget,
+    entry: StatusEntry,
+    probe: SharedProbe,
+    /// Moves each time the monitor finds the worker stuck.
+    stuck: watch::Receiver<u64>,
     spec: ExecSpec,
     options: ExecOptions,
     stream: Arc<Stream>,
@@ -278,9 +326,23 @@ impl Supervisor {
                     Ended::Exited(ExitStatus::default())
                 }
             };
-            if !matches!(ended, Ended::Exited(_)) {
+            let reason = match ended {
+                Ended::Exited(_) => "crash",
+                Ended::Stuck => "stuck",
+                Ended::InputClosed | Ended::StreamLeft => break,
+            };
+            if !self.budget.try_restart(Instant::now()) {
+                self.fail();
                 break;
             }
+            if let Some(metrics) = &self.options.metrics {
+                metrics.restarts.with_label_values(&["exec", reason]).inc();
+            }
+            self.entry.update(|s| {
+                s.state = WorkerState::Restarting;
+                s.restarts += 1;
+                s.watchdog_restarts += u64::from(reason == "stuck");
+            });
             let delay = backoff.delay_after(started.elapsed());
             tracing::warn!(delay_ms = delay.as_millis() as u64, "restarting the worker");
             let left = {
@@ -306,7 +368,28 @@ impl Supervisor {
                 .send_modify(|s| s.input_skipped_bytes += skipped_bytes);
         }
         self.status.send_modify(|s| s.finished = true);
+        self.entry.update(|s| {
+            if s.state != WorkerState::Failed {
+                s.state = WorkerState::Stopped;
+            }
+        });
         tracing::info!("exec worker stopped");
+    }
+
+    /// The worker used up its restart budget: the stream ends, so that its publisher and
+    /// viewers are told instead of watching a frozen picture.
+    fn fail(&mut self) {
+        let reason = self.budget.exhausted_reason();
+        tracing::error!(command = %self.spec, %reason, "giving up the worker; the stream fails");
+        if let Some(metrics) = &self.options.metrics {
+            metrics.failures.with_label_values(&["exec"]).inc();
+        }
+        self.entry.update(|s| {
+            s.state = WorkerState::Failed;
+            s.failure = Some(reason.clone());
+        });
+        self.status.send_modify(|s| s.failure = Some(reason));
+        self.stream.close();
     }
 
     /// Spawns the process and installs its output ring as the stream's next generation.
@@ -337,11 +420,18 @@ impl Supervisor {
             s.pid = pid;
             s.starts += 1;
         });
+        self.entry.update(|s| {
+            s.starts += 1;
+            s.state = WorkerState::Starting;
+        });
+        // Frames in flight went to the previous process.
+        self.probe.lock().restart();
         let output = RingBuffer::new(self.options.output_capacity_bytes);
         self.stream.set_output(output.clone());
         self.output = Some(output.clone());
         let span = tracing::info_span!("worker", pid);
-        let stdout_task = tokio::spawn(copy_stdout(stdout, output).instrument(span.clone()));
+        let stdout_task =
+            tokio::spawn(copy_stdout(stdout, output, self.probe.clone()).instrument(span.clone()));
         let stderr_task =
             tokio::spawn(stderr::log_lines(BufReader::new(stderr)).instrument(span.clone()));
         span.in_scope(|| tracing::info!(command = %self.spec, "worker started"));
@@ -371,12 +461,16 @@ impl Supervisor {
                 status,
                 slots,
                 output,
+                stuck,
+                probe,
                 ..
             } = self;
+            stuck.borrow_and_update();
             tokio::select! {
                 // Closing the stream also closes its input: the stream wins, with no grace.
                 biased;
                 () = stream_left(slots, output.as_ref()) => Ended::StreamLeft,
+                Ok(()) = stuck.changed() => Ended::Stuck,
                 exit = child.wait() => match exit {
                     Ok(exit) => Ended::Exited(exit),
                     Err(e) => {
@@ -384,7 +478,7 @@ impl Supervisor {
                         Ended::Exited(ExitStatus::default())
                     }
                 },
-                () = feed(input, stdin, status, eof_grace) => Ended::InputClosed,
+                () = feed(input, stdin, status, probe, eof_grace) => Ended::InputClosed,
             }
         };
 
@@ -393,6 +487,12 @@ impl Supervisor {
                 tracing::warn!(?pid, %exit, "worker exited while its input is open");
                 kill_group(pid);
                 Some(*exit)
+            }
+            Ended::Stuck => {
+                tracing::warn!(?pid, "killing the stuck worker");
+                kill_group(pid);
+                self.status.send_modify(|s| s.watchdog_restarts += 1);
+                child.wait().await.ok()
             }
             Ended::StreamLeft => {
                 kill_group(pid);
@@ -449,13 +549,17 @@ async fn feed(
     input: &mut RingReader,
     stdin: ChildStdin,
     status: &watch::Sender<ExecStatus>,
+    probe: &SharedProbe,
     eof_grace: Duration,
 ) {
     let mut stdin = Some(stdin);
+    let mut scanner = VideoPtsScanner::default();
     loop {
         match input.read().await {
             ReadOutcome::Chunk(chunk) => {
                 let Some(pipe) = stdin.as_mut() else { continue };
+                let now = Instant::now();
+                scanner.scan(&chunk, |pts| probe.lock().on_input(pts, now));
                 let ring = input.ring().clone();
                 tokio::select! {
                     // Biased so the watch on the input is only set up when the pipe is full.
@@ -517,8 +621,9 @@ async fn stream_left(slots: &mut watch::Receiver<OutputSlot>, ours: Option<&Arc<
 }
 
 /// Copies the worker's stdout into `output` in whole TS packets until EOF or the ring closes.
-async fn copy_stdout(mut stdout: ChildStdout, output: Arc<RingBuffer>) {
+async fn copy_stdout(mut stdout: ChildStdout, output: Arc<RingBuffer>, probe: SharedProbe) {
     let mut buf = BytesMut::with_capacity(STDOUT_READ_BYTES);
+    let mut scanner = VideoPtsScanner::default();
     loop {
         if buf.capacity() - buf.len() < TS_PACKET_BYTES {
             buf.reserve(STDOUT_READ_BYTES);
@@ -531,8 +636,16 @@ async fn copy_stdout(mut stdout: ChildStdout, output: Arc<RingBuffer>) {
             }
             Ok(_) => {
                 let whole = buf.len() - buf.len() % TS_PACKET_BYTES;
+                if whole == 0 {
+                    continue;
+                }
                 // `split_to` shares the allocation with the ring; the tail stays here.
-                if whole > 0 && output.write(buf.split_to(whole).freeze()).is_err() {
+                let chunk = buf.split_to(whole).freeze();
+                let now = Instant::now();
+                scanner.scan(&chunk, |pts| {
+                    probe.lock().on_output(pts, now);
+                });
+                if output.write(chunk).is_err() {
                     return;
                 }
             }

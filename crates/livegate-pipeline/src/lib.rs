@@ -48,6 +48,7 @@ pub mod file_source;
 mod job;
 pub mod looped_file;
 pub mod passthrough;
+pub mod supervise;
 pub mod upstream;
 
 pub use context::{Supervision, WorkerContext};
@@ -109,12 +110,17 @@ impl Pipeline {
     /// stream closes. Returns at once; a worker that connects somewhere does so in the
     /// background.
     pub fn attach(&self, context: &WorkerContext, job: WorkerJob) -> Result<(), AttachError> {
+        if *self == Pipeline::Passthrough {
+            watch_passthrough(context, &job);
+        }
         match self {
             Pipeline::Passthrough => passthrough::attach_passthrough(&job.stream, &job.input),
             Pipeline::Exec(spec) => {
                 let options = ExecOptions {
                     params_json: job.params_json,
                     supervision: context.supervision,
+                    status: context.status.clone(),
+                    metrics: context.metrics.clone(),
                     ..ExecOptions::default()
                 };
                 // The supervisor ends by itself with its input or stream.
@@ -128,6 +134,18 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// Shows a passthrough stream on the status board. Nothing can get stuck (the output is the
+/// input), so the monitor only reports; outside a runtime (a synchronous caller) there is
+/// nothing to report with, and the stream simply has no status entry.
+fn watch_passthrough(context: &WorkerContext, job: &WorkerJob) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let entry = context.status.register(job.stream.key(), "passthrough");
+    entry.update(|s| s.starts = 1);
+    supervise::monitor::spawn_monitor(job.stream.clone(), job.input.clone(), entry, None, None);
 }
 
 impl FromStr for Pipeline {

@@ -324,6 +324,11 @@ impl WhepServer {
         self.inner.table.lock().sessions.len()
     }
 
+    /// Viewers of `stream`, requests still waiting for its output included.
+    pub fn viewers(&self, stream: &StreamKey) -> usize {
+        self.inner.table.lock().seats.get(stream).copied().unwrap_or(0)
+    }
+
     /// Requests waiting for output.
     pub fn pending(&self) -> usize {
         self.inner.table.lock().pending

@@ -11,8 +11,10 @@
 //!  "rtt_ms":1.2,"packets_sent":1234}}
 //! ```
 //!
-//! `pipeline_latency_ms` is `null` until a pipeline worker reports it: the passthrough and
-//! file sources have none to report.
+//! `pipeline_latency_ms` is the median time the stream's recent frames spent between its input
+//! and output buffers, as its pipeline worker measured it (0 for passthrough); `null` when the
+//! worker has not measured any (a file source, a worker that rewrites timestamps, no output
+//! yet).
 
 use std::time::Instant;
 
@@ -94,6 +96,7 @@ impl ServerMetricsMeter {
     ) -> String {
         let seconds = self.since.elapsed().as_secs_f64().max(1e-3);
         let feed_stats = feed.stats();
+        let latency = feed.output().stream().pipeline_latency();
         let message = json!({
             "type": "server_metrics",
             "stream": {
@@ -103,7 +106,8 @@ impl ServerMetricsMeter {
                 "bitrate_bps": self.stream.bitrate_bps(seconds),
                 "generation": status.generation,
                 "active": status.activity == Activity::Active,
-                "pipeline_latency_ms": null,
+                "pipeline_latency_ms": latency.map(|l| round1(l.p50.as_secs_f64() * 1e3)),
+                "pipeline_latency_p99_ms": latency.map(|l| round1(l.p99.as_secs_f64() * 1e3)),
             },
             "session": {
                 "fps": self.session.fps(seconds),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use livegate_pipeline::file_source::{self, FileSourceSpec};
-use livegate_pipeline::Pipeline;
+use livegate_pipeline::{Pipeline, Supervision};
 use livegate_rtc::IceServer;
 use livegate_whip::OnConflict;
 
@@ -106,6 +106,25 @@ pub struct Config {
     )]
     pub pipeline: Pipeline,
 
+    /// A worker that writes no output for this long while its input flows is stuck and is
+    /// restarted (a remote one reconnected). `0s` turns the watchdog off.
+    #[arg(long, env = "LIVE_AI_OUT_TIMEOUT", value_name = "LIVE_AI_OUT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub out_timeout: Duration,
+
+    /// Worker restarts (crashes and watchdog restarts) allowed per stream within
+    /// `LIVE_AI_RESTART_WINDOW`; one more ends the stream with a logged reason.
+    #[arg(
+        long,
+        env = "LIVE_AI_MAX_RESTARTS",
+        value_name = "LIVE_AI_MAX_RESTARTS",
+        default_value = "5"
+    )]
+    pub max_restarts: u32,
+
+    /// The window `LIVE_AI_MAX_RESTARTS` is counted over.
+    #[arg(long, env = "LIVE_AI_RESTART_WINDOW", value_name = "LIVE_AI_RESTART_WINDOW", default_value = "60s", value_parser = parse_duration)]
+    pub restart_window: Duration,
+
     /// Bearer token every WHIP request must carry (`Authorization: Bearer ...`). Empty: no
     /// token needed.
     #[arg(
@@ -192,6 +211,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// How the streams' pipeline workers are supervised.
+    pub fn supervision(&self) -> Supervision {
+        Supervision {
+            out_timeout: (!self.out_timeout.is_zero()).then_some(self.out_timeout),
+            max_restarts: self.max_restarts,
+            restart_window: self.restart_window,
+        }
+    }
+
     /// Parses flags and environment, exiting with clap's message on a bad value. Each
     /// setting's value name is its environment variable, so the message names the variable
     /// whichever way the value came in.

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use livegate_media::registry::StreamRegistry;
+use livegate_pipeline::WorkerContext;
 use livegate_whep::WhepServer;
 use livegate_whip::WhipServer;
 use livegate_wish::headers::CORS_EXPOSE;
@@ -27,6 +29,11 @@ pub struct AppState {
     /// balancer stops sending new sessions to a draining node.
     pub ready: Arc<AtomicBool>,
     pub allow_cors: bool,
+    /// The streams, for the status route.
+    pub registry: StreamRegistry,
+    /// The pipeline workers' status board.
+    pub workers: WorkerContext,
+    pub whep: Option<WhepServer>,
 }
 
 /// The gateway's routes, with WHEP's and WHIP's when they are enabled.
@@ -36,6 +43,7 @@ pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/live/{stream}/status", get(crate::status::stream_status))
         .with_state(state.clone());
     if let Some(whep) = whep {
         router = router.merge(livegate_whep::http::router(whep));

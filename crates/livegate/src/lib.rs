@@ -5,6 +5,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod rtc_metrics;
+mod status;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ use crate::metrics::Metrics;
 use crate::rtc_metrics::RtcMetrics;
 use livegate_media::registry::StreamRegistry;
 use livegate_pipeline::file_source::FileSource;
+use livegate_pipeline::supervise::metrics::PipelineMetrics;
+use livegate_pipeline::WorkerContext;
 use livegate_rtc::{RtcConfig, RtcServer};
 use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
 use livegate_whip::auth::AuthWebhook;
@@ -85,6 +88,14 @@ impl Gateway {
             .context("registering WebRTC metrics")?;
 
         let registry = StreamRegistry::new();
+        let workers = WorkerContext {
+            supervision: config.supervision(),
+            metrics: Some(
+                PipelineMetrics::register(&metrics.registry)
+                    .context("registering pipeline metrics")?,
+            ),
+            ..WorkerContext::default()
+        };
         let test_streams = start_test_streams(config, &registry, &shutdown).await?;
 
         let whep = match whep_rtc {
@@ -127,6 +138,7 @@ impl Gateway {
                     auth_webhook: (!config.auth_webhook_url.is_empty())
                         .then(|| AuthWebhook::new(config.auth_webhook_url.clone())),
                     ice_server_links: ice_server_links(config)?,
+                    workers: workers.clone(),
                     ..WhipConfig::default()
                 };
                 Some(WhipServer::new(
@@ -146,6 +158,9 @@ impl Gateway {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
                 allow_cors: config.allow_cors,
+                registry: registry.clone(),
+                workers,
+                whep: whep.clone(),
             },
             whep.clone(),
             whip.clone(),
