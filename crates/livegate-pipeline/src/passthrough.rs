@@ -22,11 +22,52 @@
 //!
 //! It does not look inside the stream: no demuxing, no timestamp rebasing. A viewer that moves
 //! to a new generation rebases its own timeline.
+//!
+//! The publisher's data channel passes through too: what the publisher sends comes back to
+//! it, in order ([`relay_data_channel`]), as an upstream AI service that echoes its control
+//! messages would, so a gateway in passthrough can stand in for one in tests.
 
 use std::sync::Arc;
 
 use livegate_media::registry::Stream;
 use livegate_media::ring::RingBuffer;
+
+use crate::{WorkerDataChannel, WorkerJob};
+
+/// Starts passthrough for `job`: its input becomes the output ([`attach_passthrough`]) and
+/// its data channel, if any, is echoed back to the publisher ([`relay_data_channel`]).
+pub fn attach_job(job: WorkerJob) {
+    attach_passthrough(&job.stream, &job.input);
+    if let Some(channel) = job.publisher_data {
+        relay_data_channel(channel);
+    }
+}
+
+/// Sends every message of `from_publisher` back on `to_publisher`, in order, from a task
+/// that ends when either end closes. Needs a Tokio runtime; without one the channel is
+/// dropped, which the publisher's side sees as a worker that relays nothing.
+pub fn relay_data_channel(channel: WorkerDataChannel) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to relay the publisher's data channel on; dropped");
+        return;
+    };
+    let WorkerDataChannel {
+        mut from_publisher,
+        to_publisher,
+    } = channel;
+    runtime.spawn(async move {
+        loop {
+            let message = tokio::select! {
+                message = from_publisher.recv() => message,
+                () = to_publisher.closed() => None,
+            };
+            let Some(message) = message else { break };
+            if to_publisher.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+}
 
 /// Makes `input` the output of `stream`: the first time with [`Stream::input`], then again
 /// with each new input buffer of a publisher that reconnected, which starts a new output
@@ -75,6 +116,34 @@ mod tests {
         attach_passthrough(&stream, stream.input());
         assert_eq!(slots.borrow().generation, 1);
         assert!(!stream.input().is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_jobs_data_channel_comes_back_in_order_until_the_publisher_goes() {
+        let registry = StreamRegistry::new();
+        let stream = registry.create(StreamKey::parse("a").unwrap()).unwrap();
+        let (mut publisher, worker) = crate::data_channel_pair();
+        attach_job(WorkerJob {
+            publisher_data: Some(worker),
+            ..WorkerJob::new(stream.clone(), stream.input().clone())
+        });
+        assert!(stream.output().is_some());
+        for i in 0..10u8 {
+            publisher
+                .to_worker
+                .send(Bytes::from(vec![i]))
+                .await
+                .unwrap();
+        }
+        for i in 0..10u8 {
+            assert_eq!(
+                publisher.from_worker.recv().await,
+                Some(Bytes::from(vec![i]))
+            );
+        }
+        // The publisher's side going away ends the relay, which drops its queue ends.
+        drop(publisher.from_worker);
+        publisher.to_worker.closed().await;
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -190,6 +190,10 @@ pub(crate) enum Command {
     SendText {
         session: SessionId,
         text: String,
+    },
+    SendBinary {
+        session: SessionId,
+        data: Bytes,
     },
     Stats {
         session: SessionId,
@@ -555,6 +559,14 @@ impl SessionHandle {
         self.try_command(Command::SendText {
             session: self.id,
             text,
+        })
+    }
+
+    /// Sends a binary message on the session's data channel, if one is open.
+    pub fn send_binary(&self, data: Bytes) -> Result<(), SendError> {
+        self.try_command(Command::SendBinary {
+            session: self.id,
+            data,
         })
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use livegate_media::Codec;
 use parking_lot::RwLock;
-use rtc::data_channel::RTCDataChannelId;
+use rtc::data_channel::{RTCDataChannel, RTCDataChannelId};
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -368,16 +368,13 @@ impl Shard {
                 self.pump(session);
             }
             Command::SendText { session, text } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    let open: Vec<RTCDataChannelId> = s.data_channels.keys().copied().collect();
-                    for channel in open {
-                        if let Some(mut dc) = s.pc.data_channel(channel) {
-                            if let Err(e) = dc.send_text(Instant::now(), text.clone()) {
-                                tracing::debug!(%session, error = %e, "data channel send failed");
-                            }
-                        }
-                    }
-                }
+                self.send_data(session, |dc| dc.send_text(Instant::now(), text.clone()));
+                self.pump(session);
+            }
+            Command::SendBinary { session, data } => {
+                self.send_data(session, |dc| {
+                    dc.send(Instant::now(), BytesMut::from(data.as_ref()))
+                });
                 self.pump(session);
             }
             Command::Stats { session, reply } => {
@@ -412,6 +409,25 @@ impl Shard {
                 self.pump(session);
             }
             Command::Shutdown { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Writes one message on every open data channel of `session`.
+    fn send_data(
+        &mut self,
+        session: SessionId,
+        mut send: impl FnMut(&mut RTCDataChannel<'_>) -> Result<(), rtc::shared::error::Error>,
+    ) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let open: Vec<RTCDataChannelId> = s.data_channels.keys().copied().collect();
+        for channel in open {
+            if let Some(mut dc) = s.pc.data_channel(channel) {
+                if let Err(e) = send(&mut dc) {
+                    tracing::debug!(%session, error = %e, "data channel send failed");
+                }
+            }
         }
     }
 

@@ -25,7 +25,8 @@
 //!   pipeline worker, and keeps a stream through its publisher's short absence
 //!   (`republish_grace`).
 //! - a session task per publisher: RTP events into its [`Ingest`], keyframe requests back,
-//!   the input buffer closed when the publisher goes.
+//!   the input buffer closed when the publisher goes; its data channel relayed to and from
+//!   the pipeline worker (`data_channel`).
 //! - [`http`]: the WHIP routes (RFC 9725).
 //!
 //! Not here: the peer connection (`livegate_rtc`), NACK generation (rtc's interceptors),
@@ -33,6 +34,7 @@
 
 pub mod auth;
 mod config;
+mod data_channel;
 pub mod depacketize;
 pub mod http;
 pub mod ingest;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use livegate_media::registry::{RegistryError, Stream, StreamRegistry};
 use livegate_media::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
 use livegate_media::{Codec, StreamKey};
-use livegate_pipeline::{Pipeline, WorkerJob};
+use livegate_pipeline::{data_channel_pair, Pipeline, PublisherDataChannel, WorkerJob};
 use livegate_rtc::{
     AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SessionHandle,
     SessionRole,
@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::auth::{AuthError, AuthRequest};
 use crate::config::{OnConflict, WhipConfig};
+use crate::data_channel::DataChannelRelay;
 use crate::metrics::WhipMetrics;
 use crate::session::{self, PublishTask};
 use crate::Ingest;
@@ -225,7 +226,7 @@ impl WhipServer {
             }
         };
 
-        let input = self.inner.input_for(&key, &stream, &pipeline, params);
+        let (input, publisher_data) = self.inner.input_for(&key, &stream, &pipeline, params);
         let ingest = match Ingest::new(self.inner.config.ingest.clone(), &tracks, input.clone()) {
             Ok(ingest) => ingest,
             Err(e) => {
@@ -250,6 +251,7 @@ impl WhipServer {
             ingest,
             input,
             output: stream.subscribe_output(),
+            data: DataChannelRelay::new(id, publisher_data),
             posted_at,
         };
         let span = tracing::info_span!("whip", stream = %key, session = %id);
@@ -374,14 +376,15 @@ impl WhipServer {
 impl Inner {
     /// The buffer a new publisher of `key` writes: the stream's own input the first time,
     /// a fresh one (with its own pipeline worker, so the output gets a new generation)
-    /// after a republish.
+    /// after a republish. With it, the publisher's end of the data channel whose other end
+    /// the worker was given.
     fn input_for(
         &self,
         key: &StreamKey,
         stream: &Arc<Stream>,
         pipeline: &Pipeline,
         params_json: Option<String>,
-    ) -> Arc<RingBuffer> {
+    ) -> (Arc<RingBuffer>, PublisherDataChannel) {
         let first = {
             let mut table = self.table.lock();
             match table.streams.get_mut(key) {
@@ -394,8 +397,10 @@ impl Inner {
         } else {
             RingBuffer::new(DEFAULT_CAPACITY_BYTES)
         };
+        let (publisher_data, worker_data) = data_channel_pair();
         let job = WorkerJob {
             params_json,
+            publisher_data: Some(worker_data),
             ..WorkerJob::new(stream.clone(), input.clone())
         };
         if let Err(e) = pipeline.attach(&self.config.workers, job) {
@@ -403,7 +408,7 @@ impl Inner {
             // wait; the log says why.
             tracing::error!(stream = %key, error = %e, "cannot start the pipeline worker");
         }
-        input
+        (input, publisher_data)
     }
 
     /// Publisher `id` of `key` is gone (or never started): its session leaves the table and

@@ -12,6 +12,7 @@ use livegate_wish::ResourceId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::data_channel::DataChannelRelay;
 use crate::server::{Inner, PublisherEntry};
 use crate::{Ingest, IngestError, IngestStats};
 
@@ -26,6 +27,8 @@ pub(crate) struct PublishTask {
     /// The stream's output slot: a new generation is a pipeline worker (re)started, which
     /// needs a keyframe to begin with.
     pub(crate) output: watch::Receiver<OutputSlot>,
+    /// The publisher's data channel to and from its worker.
+    pub(crate) data: DataChannelRelay,
     pub(crate) posted_at: Instant,
 }
 
@@ -64,6 +67,7 @@ pub(crate) async fn run(task: PublishTask) {
         mut ingest,
         input,
         mut output,
+        mut data,
         posted_at,
     } = task;
     let handle = &entry.handle;
@@ -105,6 +109,14 @@ pub(crate) async fn run(task: PublishTask) {
                     ingest.on_sender_report(codec, ntp_time, rtp_time);
                     Ok(())
                 }
+                Some(SessionEvent::DataChannelOpen { .. }) => {
+                    data.publisher_opened();
+                    Ok(())
+                }
+                Some(SessionEvent::DataChannelMessage { data: message, .. }) => {
+                    data.publisher_sent(message);
+                    Ok(())
+                }
                 Some(_) => Ok(()),
                 // The transport dropped its side of the queue: the session is gone.
                 None => break match &*state.borrow() {
@@ -112,6 +124,10 @@ pub(crate) async fn run(task: PublishTask) {
                     _ => PublishEnd::Transport(CloseReason::Failed),
                 },
             },
+            message = data.next_from_worker() => {
+                data.deliver_to_publisher(handle, message);
+                Ok(())
+            }
             _ = tokio::time::sleep_until(wake) => ingest.handle_timeout(StdInstant::now()),
             _ = tokio::time::sleep_until(last_media + server.config.media_timeout) => {
                 break PublishEnd::MediaTimeout;
