@@ -114,7 +114,7 @@ impl Pipeline {
             watch_passthrough(context, &job);
         }
         match self {
-            Pipeline::Passthrough => passthrough::attach_passthrough(&job.stream, &job.input),
+            Pipeline::Passthrough => passthrough::attach_job(job),
             Pipeline::Exec(spec) => {
                 let options = ExecOptions {
                     params_json: job.params_json,
