@@ -3,6 +3,7 @@
 
 pub mod demux;
 pub mod mux;
+pub mod segment;
 
 /// Size of one transport stream packet.
 pub const TS_PACKET_SIZE: usize = 188;
