@@ -23,8 +23,9 @@ use crate::rtc_metrics::RtcMetrics;
 use livegate_media::registry::StreamRegistry;
 use livegate_pipeline::file_source::FileSource;
 use livegate_pipeline::supervise::metrics::PipelineMetrics;
-use livegate_pipeline::WorkerContext;
+use livegate_pipeline::{Pipeline, WorkerContext};
 use livegate_rtc::{RtcConfig, RtcServer};
+use livegate_upstream::{UpstreamOptions, WhipUpstream};
 use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
 use livegate_whip::auth::AuthWebhook;
 use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
@@ -88,7 +89,7 @@ impl Gateway {
             .context("registering WebRTC metrics")?;
 
         let registry = StreamRegistry::new();
-        let workers = WorkerContext {
+        let mut workers = WorkerContext {
             supervision: config.supervision(),
             metrics: Some(
                 PipelineMetrics::register(&metrics.registry)
@@ -96,6 +97,12 @@ impl Gateway {
             ),
             ..WorkerContext::default()
         };
+        if let Pipeline::Whip(_) = &config.pipeline {
+            let upstream = WhipUpstream::new(UpstreamOptions::default())
+                .with_supervision(workers.supervision)
+                .with_status_board(workers.status.clone());
+            workers.upstream = Some(Arc::new(upstream));
+        }
         let test_streams = start_test_streams(config, &registry, &shutdown).await?;
 
         let whep = match whep_rtc {
