@@ -607,5 +607,22 @@ mod tests {
             let chunked = segments(&input, Duration::from_millis(500), &sizes);
             prop_assert_eq!(whole, chunked);
         }
+
+        #[test]
+        fn damaged_input_never_panics_and_segments_still_start_with_psi(
+            damage in proptest::collection::vec((0usize..71_628, any::<u8>()), 0..200),
+            garbage in proptest::collection::vec(any::<u8>(), 0..2000),
+        ) {
+            let mut input = fixture("h264-baseline-opus.ts");
+            for (at, byte) in damage {
+                let at = at % input.len();
+                input[at] = byte;
+            }
+            input.splice(input.len() / 2..input.len() / 2, garbage);
+            for (_, bytes) in segments(&input, Duration::from_millis(500), &[1000]) {
+                prop_assert_eq!(bytes.len() % TS_PACKET_SIZE, 0);
+                prop_assert_eq!(pid(&bytes), PAT_PID);
+            }
+        }
     }
 }
