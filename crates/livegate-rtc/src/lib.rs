@@ -57,7 +57,7 @@ pub use livegate_media::Codec;
 pub use bitrate::BitrateMeter;
 pub use config::RtcConfig;
 pub use ice_server::{IceServer, IceServerError};
-pub use offer::{MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
+pub use offer::{Direction, MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
 pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use server::{RtcServer, ServerStats};
 
@@ -86,6 +86,15 @@ pub enum SessionRole {
     Receive,
     /// We send to a viewer (WHEP) the listed tracks, as far as the offer accepts them.
     Send(SendSpec),
+    /// A publisher that may also get media back (WHIP echo): we receive as with
+    /// [`SessionRole::Receive`], and where the offer's first audio or video section is
+    /// `sendrecv` we answer it `sendrecv` and send the listed track of that kind on the same
+    /// transceiver (RFC 3264 §6.1, RFC 8829 §5.3.1). The H.264 format sent is the offer's
+    /// first with `packetization-mode=1` (or the [`SendSpec`]'s profile if offered), answered
+    /// with the offer's own fmtp; Opus as offered. Sections the offer only sends are answered
+    /// `recvonly` exactly as [`SessionRole::Receive`] would, so an offer with no `sendrecv`
+    /// section gets the same answer and [`Accepted::send_tracks`] is empty.
+    Both(SendSpec),
 }
 
 /// The tracks a sending session offers, all in one media stream so players lip-sync.
@@ -106,8 +115,9 @@ pub struct Accepted {
     /// The complete SDP answer, candidates included.
     pub answer: String,
     pub events: tokio::sync::mpsc::Receiver<SessionEvent>,
-    /// For sending sessions: the tracks the offer accepted, in the order of
-    /// [`SendSpec::tracks`]; send with the index into this list.
+    /// For sending sessions (and [`SessionRole::Both`] where the offer is `sendrecv`): the
+    /// tracks the offer accepted, in the order of [`SendSpec::tracks`]; send with the index
+    /// into this list.
     pub send_tracks: Vec<Codec>,
     /// The local ICE ufrag (the STUN USERNAME prefix peers use).
     pub ice_ufrag: String,

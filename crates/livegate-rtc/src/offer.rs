@@ -66,12 +66,37 @@ impl OfferedCodec {
     }
 }
 
+/// Which way the offerer wants a section's media to flow, from its own side (RFC 3264
+/// §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn from_attribute(key: &str) -> Option<Direction> {
+        match key {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+}
+
 /// One media section of the offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedMedia {
     pub kind: MediaKind,
     pub mid: Option<String>,
     pub codecs: Vec<OfferedCodec>,
+    /// The section's direction attribute, else the session's, else `sendrecv` (RFC 4566
+    /// §6, RFC 3264 §5.1).
+    pub direction: Direction,
 }
 
 /// What an offer asks for.
@@ -85,6 +110,11 @@ impl Offer {
     pub fn parse(sdp: &str) -> Result<Offer, OfferError> {
         let description = SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes()))
             .map_err(|e| OfferError::Malformed(e.to_string()))?;
+        let session_direction = description
+            .attributes
+            .iter()
+            .find_map(|a| Direction::from_attribute(&a.key))
+            .unwrap_or(Direction::SendRecv);
         let sections = description.media_descriptions.len();
         if sections > MAX_MEDIA_SECTIONS {
             return Err(OfferError::TooManySections(sections));
@@ -135,6 +165,11 @@ impl Offer {
                     kind,
                     mid: m.attribute("mid").flatten().map(str::to_owned),
                     codecs,
+                    direction: m
+                        .attributes
+                        .iter()
+                        .find_map(|a| Direction::from_attribute(&a.key))
+                        .unwrap_or(session_direction),
                 }
             })
             .collect();
@@ -150,6 +185,13 @@ impl Offer {
     /// The first section of `kind`.
     pub fn section(&self, kind: MediaKind) -> Option<&OfferedMedia> {
         self.media.iter().find(|m| m.kind == kind)
+    }
+
+    /// Whether the offer's first section of `kind` both sends and receives: where a publisher
+    /// can be answered `sendrecv` and get media back (RFC 3264 §6.1).
+    pub fn sends_and_receives(&self, kind: MediaKind) -> bool {
+        self.section(kind)
+            .is_some_and(|m| m.direction == Direction::SendRecv)
     }
 
     /// Whether the offer asks for data channels.
@@ -177,7 +219,27 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sendonly\r\na
         assert_eq!(video.codecs[0].payload_type, 96);
         assert_eq!(video.codecs[0].fmtp_param("packetization-mode"), Some("1"));
         assert_eq!(video.codecs[0].rtcp_feedback, vec!["nack", "nack pli"]);
+        assert_eq!(video.direction, Direction::SendOnly);
+        assert!(!offer.sends_and_receives(MediaKind::Video));
         assert!(!offer.has_data_channel());
+    }
+
+    #[test]
+    fn a_section_without_a_direction_takes_the_sessions_then_sendrecv() {
+        let sendrecv = OBS_OFFER.replace("a=sendonly\r\n", "");
+        let offer = Offer::parse(&sendrecv).unwrap();
+        assert!(offer.sends_and_receives(MediaKind::Video));
+        assert!(offer.sends_and_receives(MediaKind::Audio));
+        let session_level = sendrecv.replace("t=0 0\r\n", "t=0 0\r\na=recvonly\r\n");
+        let offer = Offer::parse(&session_level).unwrap();
+        assert_eq!(
+            offer.section(MediaKind::Video).unwrap().direction,
+            Direction::RecvOnly
+        );
+        let explicit = OBS_OFFER.replace("a=sendonly", "a=sendrecv");
+        assert!(Offer::parse(&explicit)
+            .unwrap()
+            .sends_and_receives(MediaKind::Video));
     }
 
     #[test]

@@ -119,17 +119,19 @@ fn chosen_codecs(offer: &Offer, role: &SessionRole) -> Vec<OfferedCodec> {
     let mut chosen = Vec::new();
     for section in &offer.media {
         match (role, section.kind) {
-            (SessionRole::Receive, MediaKind::Video | MediaKind::Audio) => chosen.extend(
-                section
-                    .codecs
-                    .iter()
-                    .filter(|c| c.codec().is_some())
-                    .filter(|c| {
-                        c.codec() != Some(Codec::H264)
-                            || c.fmtp_param("packetization-mode").is_some()
-                    })
-                    .cloned(),
-            ),
+            (SessionRole::Receive | SessionRole::Both(_), MediaKind::Video | MediaKind::Audio) => {
+                chosen.extend(
+                    section
+                        .codecs
+                        .iter()
+                        .filter(|c| c.codec().is_some())
+                        .filter(|c| {
+                            c.codec() != Some(Codec::H264)
+                                || c.fmtp_param("packetization-mode").is_some()
+                        })
+                        .cloned(),
+                )
+            }
             (SessionRole::Send(spec), MediaKind::Video) if spec.tracks.contains(&Codec::H264) => {
                 chosen.extend(
                     choose_h264(&section.codecs, spec.h264_profile_level_id.as_deref())
@@ -151,6 +153,37 @@ fn chosen_codecs(offer: &Offer, role: &SessionRole) -> Vec<OfferedCodec> {
     chosen
 }
 
+/// The formats a [`SessionRole::Both`] session sends back with: for each track of `spec`,
+/// one offered format of its kind, where the offer's first section of that kind is
+/// `sendrecv`. Empty when the offer sends only, which leaves the answer as
+/// [`SessionRole::Receive`] makes it.
+fn echo_codecs(offer: &Offer, spec: &SendSpec) -> Vec<OfferedCodec> {
+    let mut echoed = Vec::new();
+    for &codec in &spec.tracks {
+        let kind = match codec {
+            Codec::H264 => MediaKind::Video,
+            Codec::Opus => MediaKind::Audio,
+        };
+        let Some(section) = offer
+            .section(kind)
+            .filter(|_| offer.sends_and_receives(kind))
+        else {
+            continue;
+        };
+        // The offer's own format, fmtp included: it is also what the publisher sends us,
+        // so its level is not rewritten as a sending session's would be.
+        let format = match codec {
+            Codec::H264 => choose_h264(&section.codecs, spec.h264_profile_level_id.as_deref()),
+            Codec::Opus => section
+                .codecs
+                .iter()
+                .find(|c| c.codec() == Some(Codec::Opus)),
+        };
+        echoed.extend(format.cloned());
+    }
+    echoed
+}
+
 /// Builds the peer connection that answers `offer_sdp` and returns it with the answer.
 pub(crate) fn answer(
     config: &RtcConfig,
@@ -163,7 +196,9 @@ pub(crate) fn answer(
     let chosen = chosen_codecs(offer, role);
     if chosen.is_empty() {
         let wanted = match role {
-            SessionRole::Receive => "H.264 (with packetization-mode) or Opus".to_owned(),
+            SessionRole::Receive | SessionRole::Both(_) => {
+                "H.264 (with packetization-mode) or Opus".to_owned()
+            }
             SessionRole::Send(spec) => format!("{:?}", spec.tracks),
         };
         return Err(OfferError::NoUsableCodec(format!("we need {wanted}")).into());
@@ -186,8 +221,10 @@ pub(crate) fn answer(
     // Codecs first: the default interceptors add their RTCP feedback (nack, pli, ccm fir)
     // only to codecs already registered.
     let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
+    // The default set serves both directions (NACK generator and responder, sender and
+    // receiver reports), which a session that also sends back needs.
     let registry = match role {
-        SessionRole::Receive => {
+        SessionRole::Receive | SessionRole::Both(_) => {
             register_default_interceptors(registry, &mut media_engine).map_err(negotiation)?
         }
         SessionRole::Send(_) => sending_interceptors(registry, &mut media_engine),
@@ -229,10 +266,19 @@ pub(crate) fn answer(
         .map_err(negotiation)?;
 
     let mut pending_tracks = Vec::new();
-    if let SessionRole::Send(spec) = role {
-        pending_tracks = add_send_tracks(&mut pc, spec, &chosen)?;
-        let used: Vec<RTCRtpSenderId> = pending_tracks.iter().map(|t| t.1).collect();
-        deactivate_unused_transceivers(&mut pc, &used);
+    match role {
+        SessionRole::Send(spec) => {
+            pending_tracks = add_send_tracks(&mut pc, spec, &chosen)?;
+            let used: Vec<RTCRtpSenderId> = pending_tracks.iter().map(|t| t.1).collect();
+            deactivate_unused_transceivers(&mut pc, &used);
+        }
+        // rtc's addTrack takes the transceiver the remote `sendrecv` section made (the
+        // first of its kind, which `echo_codecs` checked) and makes it `sendrecv`; the
+        // answer's direction is then `sendrecv` (RFC 3264 §6.1).
+        SessionRole::Both(spec) => {
+            pending_tracks = add_send_tracks(&mut pc, spec, &echo_codecs(offer, spec))?;
+        }
+        SessionRole::Receive => {}
     }
 
     let answer = pc.create_answer(None).map_err(negotiation)?;
@@ -245,7 +291,7 @@ pub(crate) fn answer(
     for codec in chosen.iter().filter(|c| c.codec() == Some(Codec::H264)) {
         answer = with_fmtp(&answer, codec);
     }
-    if *role == SessionRole::Receive {
+    if matches!(role, SessionRole::Receive | SessionRole::Both(_)) {
         answer = first_simulcast_layer_only(&answer);
     }
     let ufrag =

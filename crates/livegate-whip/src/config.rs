@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use livegate_pipeline::WorkerContext;
+use livegate_whep::StreamOutputs;
 use livegate_wish::BearerToken;
 
 use crate::auth::AuthWebhook;
@@ -63,6 +64,10 @@ pub struct WhipConfig {
     pub ingest: IngestConfig,
     /// What the streams' pipeline workers share (supervision, the upstream connector).
     pub workers: WorkerContext,
+    /// Where a publisher whose offer is `sendrecv` gets its stream's output from, sent back
+    /// on its own peer connection ([`crate::echo`]): the gateway's WHEP outputs, so a stream
+    /// has one output reader. `None`: every publisher is answered `recvonly`.
+    pub echo: Option<StreamOutputs>,
 }
 
 impl Default for WhipConfig {
@@ -78,6 +83,7 @@ impl Default for WhipConfig {
             retry_after: Duration::from_secs(5),
             ingest: IngestConfig::default(),
             workers: WorkerContext::default(),
+            echo: None,
         }
     }
 }

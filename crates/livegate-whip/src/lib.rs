@@ -27,6 +27,9 @@
 //! - a session task per publisher: RTP events into its [`Ingest`], keyframe requests back,
 //!   the input buffer closed when the publisher goes; its data channel relayed to and from
 //!   the pipeline worker (`data_channel`).
+//! - `echo`: a publisher whose offer is `sendrecv` gets the stream's output back on the same
+//!   peer connection, as a WHEP viewer would ([`WhipConfig::echo`]), which makes livegate an
+//!   upstream another gateway's `whip:<url>` pipeline can use.
 //! - [`http`]: the WHIP routes (RFC 9725).
 //!
 //! Not here: the peer connection (`livegate_rtc`), NACK generation (rtc's interceptors),
@@ -36,6 +39,7 @@ pub mod auth;
 mod config;
 mod data_channel;
 pub mod depacketize;
+mod echo;
 pub mod http;
 pub mod ingest;
 pub mod keyframe;

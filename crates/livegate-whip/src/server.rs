@@ -12,7 +12,6 @@ use livegate_media::{Codec, StreamKey};
 use livegate_pipeline::{data_channel_pair, Pipeline, PublisherDataChannel, WorkerJob};
 use livegate_rtc::{
     AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SessionHandle,
-    SessionRole,
 };
 use livegate_wish::ResourceId;
 use parking_lot::Mutex;
@@ -23,6 +22,7 @@ use tracing::Instrument;
 use crate::auth::{AuthError, AuthRequest};
 use crate::config::{OnConflict, WhipConfig};
 use crate::data_channel::DataChannelRelay;
+use crate::echo::{self, Echo};
 use crate::metrics::WhipMetrics;
 use crate::session::{self, PublishTask};
 use crate::Ingest;
@@ -214,7 +214,8 @@ impl WhipServer {
             old.cancel.cancel();
         }
 
-        let accepted = match self.inner.rtc.accept(offer, SessionRole::Receive).await {
+        let role = echo::session_role(self.inner.config.echo.is_some(), &stream, &tracks);
+        let accepted = match self.inner.rtc.accept(offer, role).await {
             Ok(accepted) => accepted,
             Err(e) => {
                 self.inner.release(&key, id);
@@ -255,6 +256,17 @@ impl WhipServer {
             posted_at,
         };
         let span = tracing::info_span!("whip", stream = %key, session = %id);
+        if let (Some(outputs), false) = (&self.inner.config.echo, accepted.send_tracks.is_empty()) {
+            let echo = Echo {
+                outputs: outputs.clone(),
+                stream: stream.clone(),
+                handle: accepted.handle.clone(),
+                send_tracks: accepted.send_tracks.clone(),
+                cancel: task.entry.cancel.clone(),
+            };
+            tracing::debug!(stream = %key, session = %id, tracks = ?echo.send_tracks, "echoing the output to the publisher");
+            tokio::spawn(echo::run(echo).instrument(span.clone()));
+        }
         tokio::spawn(session::run(task).instrument(span));
         tracing::info!(stream = %key, session = %id, rtc = %accepted.handle.id(), ?tracks, "WHIP session created");
         Ok(Published {
