@@ -472,3 +472,48 @@ async fn in_process_publishing_reaches_http_subscribers_and_back() {
     local.close().unwrap();
     assert!(local_subscriber.next_segment().is_none());
 }
+
+#[tokio::test]
+async fn a_publisher_that_disappears_leaves_what_it_wrote() {
+    let server = TestServer::with_channels(&["gone"]).await;
+    let mut events = server.trickle.events();
+    let mut subscriber = subscriber_from(&server.url("gone"), 0);
+    let reading = tokio::spawn(async move {
+        let segment = subscriber.next_segment().await.unwrap().unwrap();
+        (segment.seq(), segment.read_to_end().await.unwrap())
+    });
+
+    // Gone before its first byte: segment 0 stays open for a reconnecting publisher.
+    let first = TricklePublisher::new(&server.url("gone")).unwrap();
+    wait_event(&mut events, |event| {
+        matches!(event, ServerEvent::PublisherConnected { seq: 0, .. })
+    })
+    .await;
+    drop(first);
+    let mut again = TricklePublisher::new(&server.url("gone")).unwrap();
+    let mut writer = again.next_segment();
+    assert_eq!(writer.seq(), 0);
+    writer.write(Bytes::from_static(b"abc")).await.unwrap();
+    wait_event(&mut events, |event| {
+        matches!(event, ServerEvent::SegmentStarted { seq: 0, .. })
+    })
+    .await;
+    // Gone mid-segment: the segment ends with what arrived, and readers move on.
+    drop(writer);
+    let (ended, _) = wait_event(&mut events, |event| {
+        matches!(event, ServerEvent::SegmentEnded { seq: 0, .. })
+    })
+    .await;
+    assert!(matches!(
+        ended,
+        ServerEvent::SegmentEnded {
+            end: livegate_trickle::SegmentEnd::Dropped,
+            len_bytes: 3,
+            ..
+        }
+    ));
+    assert_eq!(
+        bounded("the truncated segment", reading).await.unwrap(),
+        (0, b"abc".to_vec())
+    );
+}

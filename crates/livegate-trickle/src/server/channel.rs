@@ -134,6 +134,14 @@ impl Channel {
         state.last_write = Instant::now();
     }
 
+    /// Moves the write head past a segment that ended without a byte, as go-livepeer does
+    /// for a preconnected POST whose segment was closed ("avoids clients erroring out on next
+    /// seq"); otherwise readers at the head would be sent back to it.
+    pub(crate) fn advance_past(&self, seq: SeqNo) {
+        let mut state = self.state.lock();
+        state.next_write = state.next_write.max(seq + 1);
+    }
+
     /// A restarted publisher (`Lp-Trickle-Reset`): end every segment before `seq` so their
     /// readers stop waiting, but leave preconnected later ones.
     pub(crate) fn reset_before(&self, seq: SeqNo) {
@@ -147,13 +155,20 @@ impl Channel {
 
     /// Ends the segment `seq` if the window holds it (`DELETE {channel}/{seq}`).
     pub(crate) fn drop_segment(&self, seq: SeqNo) -> Result<(), Refusal> {
-        let state = self.state.lock();
         if seq < 0 {
             return Err(Refusal::InvalidSeq(seq.to_string()));
         }
-        match &state.slots[Self::slot(&state, seq)] {
+        let segment = {
+            let state = self.state.lock();
+            state.slots[Self::slot(&state, seq)].clone()
+        };
+        match segment {
             Some(segment) if segment.seq() == seq => {
                 segment.end(SegmentEnd::Dropped);
+                // An empty segment is skipped: readers must not come back to it.
+                if segment.len_bytes() == 0 {
+                    self.advance_past(seq);
+                }
                 Ok(())
             }
             _ => Err(Refusal::NonexistentSegment { seq }),

@@ -214,6 +214,9 @@ async fn post_segment(
 /// with `Lp-Trickle-Seq`, `Lp-Trickle-Closed` if the channel closed, and `Connection: close`
 /// because the rest of the body will not be read.
 fn ended_post_response(writer: &LocalSegmentWriter, end: SegmentEnd) -> Response {
+    if writer.len_bytes() == 0 {
+        writer.channel().advance_past(writer.seq());
+    }
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     headers.insert(SEQ, seq_value(writer.seq()));

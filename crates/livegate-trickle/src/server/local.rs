@@ -12,8 +12,9 @@ use super::{ServerEvent, TrickleServer};
 use crate::error::{Refusal, TrickleError};
 use crate::{SeqNo, SEQ_NEXT};
 
-/// Writes one segment. Dropping it without [`finish`](Self::finish) ends the segment as
-/// [`SegmentEnd::Dropped`], so readers never wait for a writer that is gone.
+/// Writes one segment. Dropping it without [`finish`](Self::finish) after writing ends the
+/// segment as [`SegmentEnd::Dropped`], so readers never wait for a writer that is gone;
+/// dropping it before the first byte leaves the segment waiting for another writer.
 #[derive(Debug)]
 pub struct LocalSegmentWriter {
     server: TrickleServer,
@@ -94,7 +95,7 @@ impl LocalSegmentWriter {
     }
 
     fn end(&self, end: SegmentEnd) {
-        if self.segment.end(end) {
+        if self.segment.end_by(self.writer, end) {
             self.server.emit(ServerEvent::SegmentEnded {
                 channel: self.channel.name().clone(),
                 seq: self.seq(),

@@ -113,6 +113,20 @@ impl Segment {
         })
     }
 
+    /// Ends the segment for its current writer: a writer that was taken over, or that never
+    /// wrote a byte, leaves it alone (go-livepeer leaves a segment whose POST failed open for
+    /// a reconnecting publisher). Returns whether this call ended it.
+    pub(crate) fn end_by(&self, writer: WriterGeneration, end: SegmentEnd) -> bool {
+        self.data.send_if_modified(|data| {
+            let never_wrote = data.len_bytes == 0 && end == SegmentEnd::Dropped;
+            if data.end.is_some() || data.writer_generation != writer.0 || never_wrote {
+                return false;
+            }
+            data.end = Some(end);
+            true
+        })
+    }
+
     pub(crate) fn ended(&self) -> Option<SegmentEnd> {
         self.data.borrow().end
     }
@@ -233,6 +247,20 @@ mod tests {
         );
         assert_eq!(segment.ended(), Some(SegmentEnd::Dropped));
         assert_eq!(segment.len_bytes(), 4);
+    }
+
+    #[test]
+    fn only_the_current_writer_that_wrote_ends_the_segment() {
+        let segment = Segment::new(2);
+        let first = segment.attach_writer().unwrap();
+        // Gone before its first byte: the segment waits for another POST.
+        assert!(!segment.end_by(first, SegmentEnd::Dropped));
+        assert!(segment.is_fresh());
+        let second = segment.attach_writer().unwrap();
+        segment.write(second, Bytes::from_static(b"z"), 10).unwrap();
+        assert!(!segment.end_by(first, SegmentEnd::Finished));
+        assert!(segment.end_by(second, SegmentEnd::Dropped));
+        assert_eq!(segment.ended(), Some(SegmentEnd::Dropped));
     }
 
     #[test]
