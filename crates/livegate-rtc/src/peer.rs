@@ -553,6 +553,71 @@ mod tests {
         assert_eq!(first_simulcast_layer_only(plain), plain);
     }
 
+    /// The answer without what is random per peer connection (session id, ICE credentials,
+    /// certificate fingerprint).
+    fn stable_lines(answer: &str) -> Vec<&str> {
+        answer
+            .lines()
+            .filter(|l| {
+                !["o=", "a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .collect()
+    }
+
+    fn answer_to(offer_sdp: &str, role: &SessionRole) -> Answerer {
+        let config = RtcConfig::new("127.0.0.1:9".parse().unwrap());
+        let offer = Offer::parse(offer_sdp).unwrap();
+        answer(&config, &[], offer_sdp, &offer, role, Instant::now()).unwrap()
+    }
+
+    fn echo_both() -> SessionRole {
+        SessionRole::Both(SendSpec {
+            stream_id: "cam".into(),
+            tracks: vec![Codec::H264, Codec::Opus],
+            h264_profile_level_id: None,
+        })
+    }
+
+    #[test]
+    fn a_sendonly_offer_gets_the_same_answer_whether_or_not_we_could_send_back() {
+        let offer = crate::offer::tests::OBS_OFFER;
+        let receive = answer_to(offer, &SessionRole::Receive);
+        let both = answer_to(offer, &echo_both());
+        assert_eq!(stable_lines(&both.answer), stable_lines(&receive.answer));
+        assert!(both.out_tracks.is_empty());
+        assert!(receive.answer.contains("a=recvonly"), "{}", receive.answer);
+    }
+
+    #[test]
+    fn a_sendrecv_offer_is_answered_sendrecv_with_the_offers_formats() {
+        let offer = crate::offer::tests::OBS_OFFER.replace("a=sendonly", "a=sendrecv");
+        let both = answer_to(&offer, &echo_both());
+        let sent: Vec<(Codec, u8)> = both
+            .out_tracks
+            .iter()
+            .map(|t| (t.codec, t.payload_type))
+            .collect();
+        assert_eq!(sent, [(Codec::H264, 96), (Codec::Opus, 111)]);
+        assert_eq!(
+            both.answer.matches("a=sendrecv").count(),
+            2,
+            "{}",
+            both.answer
+        );
+        assert!(both.answer.contains("a=msid:cam "), "{}", both.answer);
+        assert_eq!(both.in_codecs.get(&96), Some(&Codec::H264));
+        // Receive alone still answers it recvonly.
+        let receive = answer_to(&offer, &SessionRole::Receive);
+        assert_eq!(
+            receive.answer.matches("a=recvonly").count(),
+            2,
+            "{}",
+            receive.answer
+        );
+    }
+
     #[test]
     fn an_offer_that_wants_to_be_dtls_server_makes_us_the_client() {
         assert_eq!(
