@@ -517,3 +517,60 @@ async fn a_publisher_that_disappears_leaves_what_it_wrote() {
         (0, b"abc".to_vec())
     );
 }
+
+fn retrying(url: &str, max_retries: u32) -> TrickleSubscriber {
+    TrickleSubscriber::with_config(
+        url,
+        SubscriberConfig {
+            start_seq: 0,
+            max_retries,
+            retry_backoff_initial: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_millis(40),
+            ..SubscriberConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A 127.0.0.1 port nothing listens on (bound, then released).
+fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_until_the_server_is_there() {
+    let addr = free_port();
+    let mut subscriber = retrying(&format!("http://{addr}/ai/trickle/late"), 1000);
+    let reading = tokio::spawn(async move {
+        let segment = subscriber.next_segment().await.unwrap().unwrap();
+        (segment.seq(), segment.read_to_end().await.unwrap())
+    });
+    let server = TestServer::start_on(addr, ServerConfig::default()).await;
+    let mut events = server.trickle.events();
+    server.trickle.create_channel("late").unwrap();
+    wait_event(&mut events, |event| {
+        matches!(event, ServerEvent::SubscriberConnected { seq: 0, .. })
+    })
+    .await;
+    let mut publisher = TricklePublisher::new(&server.url("late")).unwrap();
+    let sent = publish(&mut publisher, 2).await;
+    assert_eq!(bounded("segment 0", reading).await.unwrap(), sent);
+}
+
+#[tokio::test]
+async fn connection_errors_give_up_after_the_retries() {
+    let addr = free_port();
+    let mut subscriber = retrying(&format!("http://{addr}/ai/trickle/none"), 3);
+    let started = Instant::now();
+    let outcome = bounded("the retries", subscriber.next_segment()).await;
+    assert!(
+        matches!(
+            outcome,
+            Err(TrickleError::RetriesExhausted { attempts: 4, .. })
+        ),
+        "{outcome:?}"
+    );
+    // Backoff 10 + 20 + 40 ms at least between the four attempts.
+    assert!(started.elapsed() >= Duration::from_millis(70));
+}

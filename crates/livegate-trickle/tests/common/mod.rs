@@ -16,9 +16,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: ServerConfig) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), config).await
+    }
+
+    pub async fn start_on(addr: std::net::SocketAddr, config: ServerConfig) -> Self {
         let trickle = TrickleServer::new(config);
         let app = axum::Router::new().nest("/ai/trickle", trickle.router());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let base_url = format!("http://{}/ai/trickle", listener.local_addr().unwrap());
         let serve = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
