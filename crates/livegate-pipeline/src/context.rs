@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use livegate_media::ts::segment::DEFAULT_MIN_SEGMENT_DURATION;
+use livegate_trickle::TrickleServer;
+
 use crate::supervise::metrics::PipelineMetrics;
 use crate::supervise::status::StatusBoard;
 use crate::upstream::SharedUpstreamConnector;
@@ -32,7 +35,7 @@ impl Default for Supervision {
 }
 
 /// Process-wide context for [`Pipeline::attach`](crate::Pipeline::attach). Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WorkerContext {
     /// Stuck and crashing workers.
     pub supervision: Supervision,
@@ -43,4 +46,22 @@ pub struct WorkerContext {
     pub status: StatusBoard,
     /// Prometheus metrics; `None` in tests that do not look at them.
     pub metrics: Option<PipelineMetrics>,
+    /// The trickle channels this gateway hosts (`trickle` without a URL); `None` makes that
+    /// pipeline fail to attach.
+    pub trickle_server: Option<TrickleServer>,
+    /// Shortest trickle input segment (`LIVE_AI_MIN_SEG_DUR`).
+    pub min_segment: Duration,
+}
+
+impl Default for WorkerContext {
+    fn default() -> WorkerContext {
+        WorkerContext {
+            supervision: Supervision::default(),
+            upstream: None,
+            status: StatusBoard::default(),
+            metrics: None,
+            trickle_server: None,
+            min_segment: DEFAULT_MIN_SEGMENT_DURATION,
+        }
+    }
 }

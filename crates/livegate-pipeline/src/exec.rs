@@ -70,7 +70,7 @@ use crate::supervise::monitor::{spawn_monitor, SharedProbe};
 use crate::supervise::status::{StatusBoard, StatusEntry, WorkerState};
 use crate::supervise::RestartBudget;
 use crate::Supervision;
-use backoff::BackoffState;
+pub(crate) use backoff::BackoffState;
 
 /// Environment variable holding the stream key, for every worker.
 pub const STREAM_KEY_ENV: &str = "LIVE_AI_STREAM_KEY";

@@ -10,7 +10,9 @@
 //!   (`exec:<command line>`), restarted with backoff when it crashes.
 //! - [`upstream`]: `whip:<url>`, an upstream realtime AI service reached as a WHIP client;
 //!   the worker lives in `livegate-upstream` and is handed in through [`WorkerContext`].
-//! - trickle workers come later.
+//! - [`trickle`]: `trickle:<url>` or `trickle`, a remote worker over go-livepeer's trickle
+//!   protocol: input cut into IDR-aligned segments on channel `{stream}`, output read from
+//!   `{stream}-out`, on a remote trickle server or on channels the gateway hosts.
 //!
 //! [`file_source`] is not a pipeline (it has no input): it plays an MPEG-TS file in a loop as a
 //! stream's output, for smoke tests and for checking playback before any publisher exists.
@@ -49,6 +51,7 @@ mod job;
 pub mod looped_file;
 pub mod passthrough;
 pub mod supervise;
+pub mod trickle;
 pub mod upstream;
 
 pub use context::{Supervision, WorkerContext};
@@ -56,6 +59,7 @@ use exec::{ExecOptions, ExecSpec, ExecSpecError};
 pub use job::{
     data_channel_pair, PublisherDataChannel, WorkerDataChannel, WorkerJob, DATA_CHANNEL_QUEUE,
 };
+use trickle::{TrickleAttachError, TrickleOptions, TrickleSpec, TrickleSpecError};
 use upstream::{UpstreamSpec, UpstreamSpecError};
 
 /// The kind of worker that turns every published stream's input into its output.
@@ -67,6 +71,9 @@ pub enum Pipeline {
     Passthrough,
     /// A local process per stream ([`exec`]), configured as `exec:<command line>`.
     Exec(ExecSpec),
+    /// A remote worker over the trickle protocol ([`trickle`]), configured as `trickle`
+    /// (channels hosted by this gateway) or `trickle:<url>` (a remote trickle server).
+    Trickle(TrickleSpec),
     /// An upstream realtime AI service reached as a WHIP client ([`upstream`]), configured
     /// as `whip:<url>`.
     Whip(UpstreamSpec),
@@ -76,22 +83,31 @@ pub enum Pipeline {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PipelineParseError {
     /// Not a pipeline name livegate knows.
-    #[error("unknown pipeline {0:?}; supported: passthrough, exec:<command line>, whip:<url>")]
+    #[error(
+        "unknown pipeline {0:?}; supported: passthrough, exec:<command line>, trickle, \
+         trickle:<url>, whip:<url>"
+    )]
     Unknown(String),
     /// `exec:` with a command line that cannot be split.
     #[error(transparent)]
     Exec(#[from] ExecSpecError),
+    /// `trickle:` with something that is not an HTTP URL.
+    #[error(transparent)]
+    Trickle(#[from] TrickleSpecError),
     /// `whip:` with something that is not an HTTP URL.
     #[error(transparent)]
     Whip(#[from] UpstreamSpecError),
 }
 
 /// A worker that could not be started.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// A `whip:` pipeline in a gateway built without an upstream connector.
     #[error("pipeline whip: needs an upstream connector, and none was configured")]
     NoUpstreamConnector,
+    /// The trickle worker could not start.
+    #[error(transparent)]
+    Trickle(#[from] TrickleAttachError),
 }
 
 impl Pipeline {
@@ -100,6 +116,7 @@ impl Pipeline {
         match self {
             Pipeline::Passthrough => "passthrough",
             Pipeline::Exec(_) => "exec",
+            Pipeline::Trickle(_) => "trickle",
             Pipeline::Whip(_) => "whip",
         }
     }
@@ -125,6 +142,17 @@ impl Pipeline {
                 };
                 // The supervisor ends by itself with its input or stream.
                 drop(exec::attach_exec(spec, &job.stream, &job.input, options));
+            }
+            Pipeline::Trickle(spec) => {
+                let options = TrickleOptions {
+                    min_segment: context.min_segment,
+                    server: context.trickle_server.clone(),
+                    supervision: context.supervision,
+                    status: context.status.clone(),
+                    metrics: context.metrics.clone(),
+                    ..TrickleOptions::default()
+                };
+                trickle::attach_trickle(spec, job, options)?;
             }
             Pipeline::Whip(spec) => context
                 .upstream
@@ -157,11 +185,15 @@ impl FromStr for Pipeline {
         if let Some(command_line) = s.strip_prefix("exec:") {
             return Ok(Pipeline::Exec(ExecSpec::parse(command_line)?));
         }
+        if let Some(url) = s.strip_prefix("trickle:") {
+            return Ok(Pipeline::Trickle(TrickleSpec::parse(Some(url))?));
+        }
         if let Some(url) = s.strip_prefix("whip:") {
             return Ok(Pipeline::Whip(UpstreamSpec::parse(url)?));
         }
         match s {
             "passthrough" => Ok(Pipeline::Passthrough),
+            "trickle" => Ok(Pipeline::Trickle(TrickleSpec::Hosted)),
             other => Err(PipelineParseError::Unknown(other.to_owned())),
         }
     }
@@ -173,6 +205,7 @@ impl fmt::Display for Pipeline {
         match self {
             Pipeline::Passthrough => f.write_str("passthrough"),
             Pipeline::Exec(spec) => write!(f, "exec:{spec}"),
+            Pipeline::Trickle(spec) => spec.fmt(f),
             Pipeline::Whip(spec) => write!(f, "whip:{spec}"),
         }
     }
@@ -234,10 +267,10 @@ mod tests {
             .unwrap();
         let pipeline: Pipeline = "whip:http://127.0.0.1:1/whip".parse().unwrap();
         let job = WorkerJob::new(stream.clone(), stream.input().clone());
-        assert_eq!(
+        assert!(matches!(
             pipeline.attach(&WorkerContext::default(), job),
             Err(AttachError::NoUpstreamConnector)
-        );
+        ));
         assert!(stream.output().is_none());
     }
 }

@@ -95,9 +95,10 @@ pub struct Config {
     )]
     pub log_level: String,
 
-    /// Pipeline that turns a stream's input into its output: `passthrough` (the input itself)
-    /// or `exec:<command line>`, a process per stream reading MPEG-TS on stdin and writing
-    /// MPEG-TS on stdout.
+    /// Pipeline that turns a stream's input into its output: `passthrough` (the input
+    /// itself), `exec:<command line>` (a process per stream, MPEG-TS on stdin and stdout),
+    /// `trickle:<url>` (a remote trickle server), `trickle` (trickle channels hosted at
+    /// `/ai/trickle/`) or `whip:<url>` (an upstream realtime AI service over WHIP).
     #[arg(
         long,
         env = "LIVE_AI_PIPELINE",
@@ -124,6 +125,11 @@ pub struct Config {
     /// The window `LIVE_AI_MAX_RESTARTS` is counted over.
     #[arg(long, env = "LIVE_AI_RESTART_WINDOW", value_name = "LIVE_AI_RESTART_WINDOW", default_value = "60s", value_parser = parse_duration)]
     pub restart_window: Duration,
+
+    /// Shortest input segment of the trickle pipelines: segments start at a keyframe and last
+    /// at least this long, measured on the video timestamps.
+    #[arg(long, env = "LIVE_AI_MIN_SEG_DUR", value_name = "LIVE_AI_MIN_SEG_DUR", default_value = "1s", value_parser = parse_duration)]
+    pub min_seg_dur: Duration,
 
     /// Bearer token every WHIP request must carry (`Authorization: Bearer ...`). Empty: no
     /// token needed.

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use livegate_media::registry::StreamRegistry;
+use livegate_pipeline::trickle::HOSTED_PATH;
 use livegate_pipeline::WorkerContext;
 use livegate_whep::WhepServer;
 use livegate_whip::WhipServer;
@@ -45,6 +46,9 @@ pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer
         .route("/metrics", get(metrics))
         .route("/live/{stream}/status", get(crate::status::stream_status))
         .with_state(state.clone());
+    if let Some(trickle) = &state.workers.trickle_server {
+        router = router.nest(HOSTED_PATH, trickle.router());
+    }
     if let Some(whep) = whep {
         router = router.merge(livegate_whep::http::router(whep));
     }

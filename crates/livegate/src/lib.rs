@@ -23,8 +23,10 @@ use crate::rtc_metrics::RtcMetrics;
 use livegate_media::registry::StreamRegistry;
 use livegate_pipeline::file_source::FileSource;
 use livegate_pipeline::supervise::metrics::PipelineMetrics;
+use livegate_pipeline::trickle::TrickleSpec;
 use livegate_pipeline::{Pipeline, WorkerContext};
 use livegate_rtc::{RtcConfig, RtcServer};
+use livegate_trickle::{ServerConfig as TrickleServerConfig, TrickleServer};
 use livegate_upstream::{UpstreamOptions, WhipUpstream};
 use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
 use livegate_whip::auth::AuthWebhook;
@@ -95,6 +97,11 @@ impl Gateway {
                 PipelineMetrics::register(&metrics.registry)
                     .context("registering pipeline metrics")?,
             ),
+            min_segment: config.min_seg_dur,
+            // Channels for workers to pull input from and push output to, only where the
+            // pipeline uses them: they accept media from anyone who can reach the port.
+            trickle_server: (config.pipeline == Pipeline::Trickle(TrickleSpec::Hosted))
+                .then(|| TrickleServer::new(TrickleServerConfig::default())),
             ..WorkerContext::default()
         };
         if let Pipeline::Whip(_) = &config.pipeline {
