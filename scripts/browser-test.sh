@@ -4,6 +4,7 @@
 # WHEP POST to the first decoded frame for every run and their median, for a stream with a
 # 1 s GOP and one with an 8 s GOP (the start must not wait for the next keyframe). Then a page
 # publishes its fake camera over WHIP and another plays it over WHEP through passthrough, and
+# through a second gateway running the ffmpeg example worker (exec, colour removed), and
 # the gateway's own page at / does the same with its buttons (screenshots in target/browser/).
 #
 #   scripts/browser-test.sh [runs]        (default 3; BENCHMARKS.md uses 10 with --release)
@@ -44,6 +45,23 @@ for _ in $(seq 100); do
 done
 [[ -n $addr ]] || { echo "gateway did not start"; cat "$log"; exit 1; }
 
+# A second gateway whose pipeline is the ffmpeg example worker removing colour: the browser
+# publishes to it and plays the worker's output.
+exec_log="$out/gateway-exec.log"
+LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
+  LIVE_AI_PIPELINE="exec:$PWD/examples/workers/ffmpeg-filter.sh hue=s=0" \
+  "$bin" >"$exec_log" 2>&1 &
+exec_gateway=$!
+trap 'kill $gateway $exec_gateway 2>/dev/null || true' EXIT
+exec_addr=
+for _ in $(seq 100); do
+  exec_addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$exec_log" | head -1)
+  [[ -n $exec_addr ]] && break
+  kill -0 $exec_gateway 2>/dev/null || { cat "$exec_log"; exit 1; }
+  sleep 0.1
+done
+[[ -n $exec_addr ]] || { echo "exec gateway did not start"; cat "$exec_log"; exit 1; }
+
 status=0
 for stream in gop1s gop8s; do
   echo "== $stream"
@@ -56,10 +74,15 @@ node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-cam \
 echo "== WHIP publish with simulcast (rids 0, 1, 2) -> the first layer -> WHEP play"
 node tests/browser/whip-whep.mjs --gateway "http://$addr" --stream browser-simulcast \
   --simulcast || status=$?
+echo "== WHIP publish (fake camera) -> exec ffmpeg worker (hue=s=0) -> WHEP play, gray"
+node tests/browser/whip-whep.mjs --gateway "http://$exec_addr" --stream browser-exec \
+  --expect-gray --screenshot "$out/whip-exec-whep.png" || status=$?
 echo "== the page at /: Publish in one tab, Play in another"
 node tests/browser/web-page.mjs --gateway "http://$addr" --screenshot "$out/web-page.png" || status=$?
 if ((status)); then
   echo "browser test failed; gateway log:"
   tail -50 "$log"
+  echo "exec gateway log:"
+  tail -50 "$exec_log"
 fi
 exit $status

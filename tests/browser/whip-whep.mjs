@@ -1,16 +1,18 @@
 // One headless Chromium page publishes its fake camera and microphone to livegate over WHIP;
 // a second page plays the same stream over WHEP through the passthrough pipeline. Checks
-// that the player decodes video frames and receives audio, and reports the times.
+// that the player decodes video frames and receives audio, and reports the times. With
+// --expect-gray the gateway runs a worker that removes colour (the ffmpeg example worker with
+// `hue=s=0`): the played picture must be gray while the fake camera's is colourful.
 //
 //   node whip-whep.mjs --gateway http://127.0.0.1:8935 --stream cam [--min-frames 60]
-//                      [--simulcast]
+//                      [--simulcast] [--expect-gray]
 //
 // Exits non-zero if the publish is refused or the player decodes too little.
 
 import { launchChromium, requireLoopback } from './chromium.mjs';
 
 function parseArgs(argv) {
-  const args = { minFrames: 60, timeoutMs: 20000, simulcast: false };
+  const args = { minFrames: 60, timeoutMs: 20000, simulcast: false, expectGray: false };
   for (let i = 2; i < argv.length; i++) {
     const next = () => argv[++i];
     switch (argv[i]) {
@@ -19,6 +21,7 @@ function parseArgs(argv) {
       case '--min-frames': args.minFrames = Number(next()); break;
       case '--screenshot': args.screenshot = next(); break;
       case '--simulcast': args.simulcast = true; break;
+      case '--expect-gray': args.expectGray = true; break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -131,10 +134,28 @@ async function play({ stream, minFrames, timeoutMs }) {
         performance.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 100));
   }
+  // How far the picture is from gray: the mean of |r-g|+|g-b|+|b-r| over sampled pixels.
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  let colourfulness = null;
+  if (canvas.width > 0) {
+    const context = canvas.getContext('2d');
+    context.drawImage(video, 0, 0);
+    const px = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4 * 7) {
+      sum += Math.abs(px[i] - px[i + 1]) + Math.abs(px[i + 1] - px[i + 2]) + Math.abs(px[i + 2] - px[i]);
+      n++;
+    }
+    colourfulness = Math.round((sum / n) * 10) / 10;
+  }
   const location = response.headers.get('Location');
   await fetch(location, { method: 'DELETE' });
   pc.close();
   return {
+    colourfulness,
     firstFrameMs,
     framesDecoded: stats.video?.framesDecoded ?? 0,
     width: stats.video?.frameWidth ?? 0,
@@ -162,7 +183,8 @@ async function main() {
     console.log(JSON.stringify({ unpublished: deleted }));
     failed = Boolean(played.error) || played.framesDecoded < args.minFrames ||
       played.audioSamples === 0 || deleted !== 200 ||
-      !published.playbackUrl?.endsWith(`/live/${args.stream}/whep`);
+      !published.playbackUrl?.endsWith(`/live/${args.stream}/whep`) ||
+      (args.expectGray && !(played.colourfulness !== null && played.colourfulness < 6));
   } finally {
     await browser.close();
   }
