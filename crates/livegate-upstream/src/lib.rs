@@ -93,7 +93,8 @@ pub struct UpstreamOptions {
     /// H.264 `profile-level-id` offered (default `42e01f`, constrained baseline 3.1, what
     /// every decoder takes); the publisher's stream is sent as it is whatever it says.
     pub h264_profile_level_id: String,
-    /// Offer `a=setup:passive` (default `true`); see [`offer::OfferingPeer::offer`].
+    /// Offer `a=setup:passive` instead of `actpass` (default `false`); see
+    /// [`offer::OfferingPeer::offer`] for the trade.
     pub dtls_passive: bool,
     /// Pace of ICE checks (default 50 ms).
     pub ice_check_interval: Duration,
@@ -121,7 +122,7 @@ impl Default for UpstreamOptions {
             delete_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(15),
             h264_profile_level_id: "42e01f".to_owned(),
-            dtls_passive: true,
+            dtls_passive: false,
             ice_check_interval: Duration::from_millis(50),
             data_channel_label: "livegate".to_owned(),
             max_held_bytes: 8 * 1024 * 1024,

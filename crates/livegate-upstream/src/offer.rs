@@ -183,12 +183,14 @@ impl OfferingPeer {
 
     /// The offer to POST, applied locally.
     ///
-    /// With `dtls_passive`, the offer sent says `a=setup:passive` so the upstream is the DTLS
-    /// client. RFC 8842 §5.3 wants `actpass` from an offerer, and every common stack
-    /// (libwebrtc, pion, aiortc, livegate) accepts either; the reason to deviate is an rtc
-    /// 0.21 gap: as DTLS client it installs its SRTP keys only at the next `poll_event`, and
-    /// drops media that arrived with the server's last flight, which here is the upstream's
-    /// first keyframe. As DTLS server our keys are in place before the upstream can send.
+    /// By default it says `a=setup:actpass` (RFC 8842 §5.3), and answerers pick `passive`,
+    /// making us the DTLS client. With `dtls_passive` it says `a=setup:passive` so the
+    /// upstream is the client instead. The trade, measured against livegate on loopback:
+    /// as client we are connected ~60 ms after the POST's answer, as server ~210 ms (the
+    /// answerer's rtc DTLS client starts late); but as client, rtc 0.21 installs its SRTP
+    /// keys only at the `poll_event` after the server's last flight, and media sent right
+    /// behind it can be lost. Losing the first picture costs one PLI (the ingest asks), so
+    /// the default keeps to the RFC and the faster start.
     pub fn offer(&mut self) -> Result<String, UpstreamError> {
         let offer = self.pc.create_offer(None)?;
         self.pc.set_local_description(Instant::now(), offer)?;

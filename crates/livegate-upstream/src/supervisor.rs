@@ -233,6 +233,7 @@ impl Worker {
             Held::End(end) => return end,
         };
         phases.reached(Phase::PostAnswered, key, attempt, &self.status);
+        tracing::debug!(stream = key, answer = %answer, "the upstream's answer");
 
         let end = match self.connect(key, peer.apply_answer(answer.clone()), &answer, output) {
             Err(e) => ConnectionEnd::Failed(e),
