@@ -423,6 +423,7 @@ impl Supervisor {
         self.entry.update(|s| {
             s.starts += 1;
             s.state = WorkerState::Starting;
+            s.pid = pid;
         });
         // Frames in flight went to the previous process.
         self.probe.lock().restart();
@@ -536,6 +537,7 @@ impl Supervisor {
             s.pid = None;
             s.last_exit = exit;
         });
+        self.entry.update(|s| s.pid = None);
         tracing::info!(?pid, exit = ?exit, "worker ended");
         ended
     }

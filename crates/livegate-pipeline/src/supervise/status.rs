@@ -46,6 +46,8 @@ pub struct WorkerStatus {
     /// `passthrough`, `exec`, `trickle` or `whip`.
     pub pipeline: &'static str,
     pub state: WorkerState,
+    /// The running process of an exec worker.
+    pub pid: Option<u32>,
     /// Processes or connections started.
     pub starts: u64,
     /// Restarts for any reason (crash, watchdog).
@@ -67,6 +69,7 @@ impl WorkerStatus {
         WorkerStatus {
             pipeline,
             state: WorkerState::Starting,
+            pid: None,
             starts: 0,
             restarts: 0,
             watchdog_restarts: 0,
