@@ -14,13 +14,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Router;
 use livegate_media::registry::{Stream, StreamRegistry};
-use livegate_media::ring::ReadOutcome;
-use livegate_media::StreamKey;
+use livegate_media::ring::{ReadOutcome, RingBuffer};
+use livegate_media::ts::demux::{DemuxEvent, Demuxer};
+use livegate_media::{Codec, StreamKey};
 use livegate_pipeline::file_source::{FileSource, FileSourceSpec};
 use livegate_pipeline::upstream::{UpstreamConnector, UpstreamSpec};
 use livegate_pipeline::{data_channel_pair, Pipeline, WorkerJob};
 use livegate_rtc::{RtcConfig, RtcServer};
 use livegate_upstream::{UpstreamOptions, UpstreamStatus, WhipUpstream};
+use livegate_whep::{OutputConfig, StreamOutputs};
 use livegate_whip::auth::AuthRequest;
 use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
 use livegate_wish::ResourceId;
@@ -55,8 +57,13 @@ impl Upstream {
         let rtc = RtcServer::bind(RtcConfig::new("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
+        let config = WhipConfig {
+            // A sendrecv publisher gets its stream's output back: passthrough's, its own media.
+            echo: Some(StreamOutputs::new(OutputConfig::default()).unwrap()),
+            ..WhipConfig::default()
+        };
         let server = WhipServer::new(
-            WhipConfig::default(),
+            config,
             StreamRegistry::new(),
             Pipeline::Passthrough,
             rtc,
@@ -193,6 +200,32 @@ async fn live_stream(key: &str, shutdown: &CancellationToken) -> Arc<Stream> {
     stream
 }
 
+/// Video access units of an output generation, counted as they are written, until `n`.
+async fn video_frames(ring: &Arc<RingBuffer>, n: usize) -> (usize, bool) {
+    let mut reader = ring.reader_from_oldest();
+    let (mut demuxer, mut events) = (Demuxer::new(), Vec::new());
+    let (mut frames, mut first_is_keyframe) = (0, None);
+    while frames < n {
+        match tokio::time::timeout(DEADLINE, reader.read())
+            .await
+            .expect("the output grows in time")
+        {
+            ReadOutcome::Chunk(chunk) => demuxer.push(&chunk, &mut events),
+            ReadOutcome::Lagged { .. } => {}
+            ReadOutcome::Closed => break,
+        }
+        for event in events.drain(..) {
+            if let DemuxEvent::AccessUnit(au) = event {
+                if au.codec == Codec::H264 {
+                    first_is_keyframe.get_or_insert(au.keyframe);
+                    frames += 1;
+                }
+            }
+        }
+    }
+    (frames, first_is_keyframe.unwrap_or(false))
+}
+
 async fn wait_status(
     status: &mut watch::Receiver<UpstreamStatus>,
     what: &str,
@@ -306,4 +339,105 @@ async fn echo(publisher: &mut livegate_pipeline::PublisherDataChannel) -> Bytes 
         .await
         .expect("the echo comes back in time")
         .expect("the worker keeps the channel")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_keeps_refusing_closes_the_stream_after_the_restart_budget() {
+    logs();
+    let shutdown = CancellationToken::new();
+    // An endpoint that refuses every offer, counting them.
+    let refusals = Arc::new(Mutex::new(0u32));
+    let counted = refusals.clone();
+    let app = Router::new().route(
+        "/live/{stream}/whip",
+        post(move || {
+            let counted = counted.clone();
+            async move {
+                *counted.lock() += 1;
+                (StatusCode::SERVICE_UNAVAILABLE, "no GPU free")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/live/{{stream}}/whip",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stream = live_stream("refused", &shutdown).await;
+    let mut slot = stream.subscribe_output();
+    let connector = WhipUpstream::new(UpstreamOptions {
+        backoff: livegate_pipeline::exec::Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            healthy_after: Duration::from_secs(30),
+        },
+        ..options()
+    })
+    .with_supervision(livegate_pipeline::Supervision {
+        out_timeout: Some(Duration::from_secs(5)),
+        max_restarts: 3,
+        restart_window: Duration::from_secs(60),
+    });
+    connector.attach(
+        &UpstreamSpec::parse(&url).unwrap(),
+        WorkerJob::new(stream.clone(), stream.input().clone()),
+    );
+    let mut status = connector.subscribe("refused").unwrap();
+
+    tokio::time::timeout(DEADLINE, slot.wait_for(|s| s.closed))
+        .await
+        .expect("the stream is closed in time")
+        .unwrap();
+    let ended = wait_status(&mut status, "ended", |s| s.ended.is_some()).await;
+    // The first attempt and three restarts, then the budget is spent.
+    assert_eq!(*refusals.lock(), 4);
+    assert_eq!((ended.attempts, ended.reconnects), (4, 3));
+    let reason = ended.ended.unwrap();
+    assert!(reason.contains("more than 3 restarts"), "{reason}");
+    assert!(ended.last_error.unwrap().contains("503"));
+    assert!(stream.is_closed());
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstreams_media_becomes_each_connections_output_generation() {
+    logs();
+    let shutdown = CancellationToken::new();
+    let upstream = Upstream::start().await;
+    upstream.gate.add_permits(2);
+    let stream = live_stream("echoed", &shutdown).await;
+    let connector = WhipUpstream::new(options());
+    connector.attach(
+        &UpstreamSpec::parse(&upstream.url).unwrap(),
+        WorkerJob::new(stream.clone(), stream.input().clone()),
+    );
+    let mut status = connector.subscribe("echoed").unwrap();
+
+    // The processed media (here the publisher's own, echoed) comes back into the output
+    // generation the connection installed, starting at a keyframe.
+    let first_output = stream.next_output(None).await.unwrap();
+    let (frames, keyframe_first) = video_frames(&first_output, 30).await;
+    assert_eq!(frames, 30);
+    assert!(keyframe_first);
+    let media = wait_status(&mut status, "media both ways", |s| {
+        s.phases.first_media_received_ms.is_some()
+    })
+    .await;
+    assert!(media.phases.first_media_sent_ms <= media.phases.first_media_received_ms);
+    println!("start-up phases: {:?}", media.phases);
+
+    // The upstream drops the session: the next connection's media is the next generation.
+    upstream.drop_session().await;
+    let second_output = stream.next_output(Some(&first_output)).await.unwrap();
+    let (frames, keyframe_first) = video_frames(&second_output, 15).await;
+    assert_eq!(frames, 15);
+    assert!(keyframe_first);
+    let again = connector.status("echoed").unwrap();
+    assert_eq!((again.reconnects, again.connected), (1, true), "{again:?}");
+
+    stream.close();
+    wait_status(&mut status, "ended", |s| s.ended.is_some()).await;
+    shutdown.cancel();
 }
