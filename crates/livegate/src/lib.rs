@@ -112,10 +112,12 @@ impl Gateway {
         }
         let test_streams = start_test_streams(config, &registry, &shutdown).await?;
 
+        // One per gateway, shared by WHEP viewers and WHIP publishers that get their stream
+        // back (sendrecv), so a stream has one output reader.
+        let outputs =
+            StreamOutputs::new(OutputConfig::default()).context("WHEP output settings")?;
         let whep = match whep_rtc {
             Some(rtc) => {
-                let outputs =
-                    StreamOutputs::new(OutputConfig::default()).context("WHEP output settings")?;
                 let whep_metrics =
                     WhepMetrics::register(&metrics.registry).context("registering WHEP metrics")?;
                 let whep_config = WhepConfig {
@@ -130,7 +132,7 @@ impl Gateway {
                 Some(WhepServer::new(
                     whep_config,
                     registry.clone(),
-                    outputs,
+                    outputs.clone(),
                     rtc,
                     whep_metrics,
                 ))
@@ -153,6 +155,7 @@ impl Gateway {
                         .then(|| AuthWebhook::new(config.auth_webhook_url.clone())),
                     ice_server_links: ice_server_links(config)?,
                     workers: workers.clone(),
+                    echo: Some(outputs.clone()),
                     ..WhipConfig::default()
                 };
                 Some(WhipServer::new(
