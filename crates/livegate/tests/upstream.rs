@@ -152,3 +152,96 @@ async fn the_publisher_is_answered_before_the_upstream_and_its_media_reaches_it(
     assert!(gateway_a.shutdown(Duration::from_secs(5)).await);
     assert!(upstream.shutdown(Duration::from_secs(5)).await);
 }
+
+/// `GET /live/{stream}/status` as JSON.
+async fn status(base: &str, stream: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/live/{stream}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the status page (what an operator watches) until `ready`.
+async fn wait_status(
+    base: &str,
+    stream: &str,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = status(base, stream).await;
+        if ready(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what}: status stayed {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_of_a_plays_the_upstreams_media_and_keeps_playing_across_a_reconnection() {
+    let (upstream, upstream_base) = gateway(&[]).await;
+    let proxy = Proxy::start(&upstream_base).await;
+    proxy.release(2);
+    let pipeline = format!("whip:{}/live/{{stream}}/whip", proxy.base);
+    let (gateway_a, base_a) = gateway(&["--pipeline", &pipeline]).await;
+
+    let publisher = publish(&base_a, "cam", &publish_options(FIXTURE).await).await;
+    let viewer = play(&base_a, "cam").await;
+    viewer.wait_connected(DEADLINE).await.unwrap();
+    viewer.wait_video_frames(30, DEADLINE).await.unwrap();
+    let running = wait_status(&base_a, "cam", "running", |s| {
+        s["worker"]["state"] == "running"
+    })
+    .await;
+    assert_eq!(running["worker"]["pipeline"], "whip");
+    let generation = running["output_generation"].as_u64().unwrap();
+    let keyframe_requests = "livegate_whip_keyframe_requests_total";
+    let requests_before = metric(&base_a, keyframe_requests).await.unwrap_or(0.0);
+
+    // The upstream ends the session behind A's back (a restarted AI service would).
+    let location = proxy.locations.lock()[0].clone();
+    let deleted = reqwest::Client::new()
+        .delete(format!("{upstream_base}{location}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let frames_before = viewer.stats().video.frames;
+
+    let after = wait_status(&base_a, "cam", "reconnected", |s| {
+        s["worker"]["restarts"] == 1 && s["worker"]["state"] == "running"
+    })
+    .await;
+    assert_eq!(
+        after["output_generation"].as_u64().unwrap(),
+        generation + 1,
+        "each connection is an output generation"
+    );
+    viewer
+        .wait_video_frames(frames_before + 45, DEADLINE)
+        .await
+        .expect("frames resume from the new connection");
+    assert!(viewer.closed_reason().is_none(), "the viewer stayed");
+    // The new generation made A's WHIP session ask its publisher for a keyframe.
+    assert!(metric(&base_a, keyframe_requests).await.unwrap_or(0.0) > requests_before);
+
+    let log = viewer.stats().video.frame_log;
+    let backwards: Vec<_> = log
+        .windows(2)
+        .filter(|pair| (pair[1].rtp_timestamp.wrapping_sub(pair[0].rtp_timestamp) as i32) <= 0)
+        .collect();
+    assert!(
+        backwards.is_empty(),
+        "RTP timestamps went backwards: {backwards:?}"
+    );
+    assert!(log.iter().filter(|f| f.is_keyframe()).count() >= 2);
+
+    viewer.close().await;
+    publisher.disconnect().await;
+    assert!(gateway_a.shutdown(Duration::from_secs(5)).await);
+    assert!(upstream.shutdown(Duration::from_secs(5)).await);
+}
