@@ -54,6 +54,11 @@ struct EndpointState {
 
 impl Upstream {
     async fn start() -> Upstream {
+        Upstream::start_with(Pipeline::Passthrough).await
+    }
+
+    /// An upstream whose streams go through `pipeline` before they are echoed.
+    async fn start_with(pipeline: Pipeline) -> Upstream {
         let rtc = RtcServer::bind(RtcConfig::new("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
@@ -65,7 +70,7 @@ impl Upstream {
         let server = WhipServer::new(
             config,
             StreamRegistry::new(),
-            Pipeline::Passthrough,
+            pipeline,
             rtc,
             WhipMetrics::unregistered(),
         );
@@ -436,6 +441,41 @@ async fn the_upstreams_media_becomes_each_connections_output_generation() {
     assert!(keyframe_first);
     let again = connector.status("echoed").unwrap();
     assert_eq!((again.reconnects, again.connected), (1, true), "{again:?}");
+
+    stream.close();
+    wait_status(&mut status, "ended", |s| s.ended.is_some()).await;
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_sends_nothing_back_while_input_flows_is_reconnected() {
+    logs();
+    let shutdown = CancellationToken::new();
+    // It answers sendrecv, but its worker swallows the input and writes nothing.
+    let upstream = Upstream::start_with("exec:sh -c 'cat >/dev/null'".parse().unwrap()).await;
+    upstream.gate.add_permits(2);
+    let stream = live_stream("silent", &shutdown).await;
+    let out_timeout = Duration::from_millis(800);
+    let connector = WhipUpstream::new(options()).with_supervision(livegate_pipeline::Supervision {
+        out_timeout: Some(out_timeout),
+        max_restarts: 5,
+        restart_window: Duration::from_secs(60),
+    });
+    connector.attach(
+        &UpstreamSpec::parse(&upstream.url).unwrap(),
+        WorkerJob::new(stream.clone(), stream.input().clone()),
+    );
+    let mut status = connector.subscribe("silent").unwrap();
+
+    let sent = wait_status(&mut status, "media sent", |s| {
+        s.phases.first_media_sent_ms.is_some()
+    })
+    .await;
+    assert_eq!(sent.phases.first_media_received_ms, None);
+    let reconnected =
+        wait_status(&mut status, "watchdog reconnection", |s| s.reconnects == 1).await;
+    let error = reconnected.last_error.unwrap();
+    assert!(error.contains("no media from the upstream"), "{error}");
 
     stream.close();
     wait_status(&mut status, "ended", |s| s.ended.is_some()).await;
