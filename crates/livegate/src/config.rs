@@ -66,6 +66,13 @@ pub struct Config {
     #[arg(long, env = "LIVE_AI_ICE_TCP", value_name = "LIVE_AI_ICE_TCP", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub ice_tcp: bool,
 
+    /// Send a stream's output back to a WHIP publisher whose offer is `sendrecv`, on its own
+    /// peer connection: what a realtime AI service does, so one livegate can be another's
+    /// `whip:` upstream. Off by default: many WHIP clients offer `sendrecv` without wanting
+    /// media back, and it would double their traffic.
+    #[arg(long, env = "LIVE_AI_WHIP_ECHO", value_name = "LIVE_AI_WHIP_ECHO", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub whip_echo: bool,
+
     /// STUN/TURN servers announced to WHIP/WHEP clients in `Link` headers (RFC 9725 §4.4),
     /// comma-separated, e.g. `stun:stun.example.org:3478, turn:user:pass@turn.example.org:3478?transport=udp`.
     #[arg(long, env = "LIVE_AI_ICE_SERVERS", value_name = "LIVE_AI_ICE_SERVERS", default_value = "", value_parser = parse_ice_servers, hide_env_values = true)]

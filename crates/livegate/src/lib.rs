@@ -155,7 +155,7 @@ impl Gateway {
                         .then(|| AuthWebhook::new(config.auth_webhook_url.clone())),
                     ice_server_links: ice_server_links(config)?,
                     workers: workers.clone(),
-                    echo: Some(outputs.clone()),
+                    echo: config.whip_echo.then(|| outputs.clone()),
                     ..WhipConfig::default()
                 };
                 Some(WhipServer::new(

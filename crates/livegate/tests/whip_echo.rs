@@ -1,7 +1,8 @@
-//! The gateway's WHIP endpoint echoes: a publisher whose offer is `sendrecv` is answered
-//! `sendrecv` with the stream's tracks (it will get the stream's output back on the same peer
-//! connection, from the outputs the WHEP endpoint uses), a `sendonly` one `recvonly` as
-//! before. The media round trip itself is tested in livegate-whip (`tests/echo.rs`); this
+//! The gateway's WHIP endpoint echoes when `LIVE_AI_WHIP_ECHO` is on: a publisher whose offer
+//! is `sendrecv` is answered `sendrecv` with the stream's tracks (it will get the stream's
+//! output back on the same peer connection, from the outputs the WHEP endpoint uses), a
+//! `sendonly` one `recvonly` as before. With echo off (the default) every publisher is
+//! answered `recvonly`. The media round trip itself is tested in livegate-whip (`tests/echo.rs`); this
 //! checks the binary hands the WHIP server its stream outputs.
 
 mod whip_common;
@@ -47,7 +48,7 @@ fn directions(sdp: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sendrecv_publishers_are_answered_sendrecv_and_sendonly_ones_recvonly() {
-    let (_gateway, base) = gateway(&[]).await;
+    let (_gateway, base) = gateway(&["--whip-echo", "true"]).await;
     let echoed = answer(&base, "echo", offer("sendrecv")).await;
     assert_eq!(directions(&echoed), ["sendrecv", "sendrecv"], "{echoed}");
     assert!(echoed.contains("a=msid:echo "), "{echoed}");
@@ -55,4 +56,11 @@ async fn sendrecv_publishers_are_answered_sendrecv_and_sendonly_ones_recvonly() 
     let plain = answer(&base, "plain", offer("sendonly")).await;
     assert_eq!(directions(&plain), ["recvonly", "recvonly"], "{plain}");
     assert!(!plain.contains("a=msid:"), "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_echo_a_sendrecv_publisher_is_answered_recvonly() {
+    let (_gateway, base) = gateway(&[]).await;
+    let answer = answer(&base, "no-echo", offer("sendrecv")).await;
+    assert_eq!(directions(&answer), ["recvonly", "recvonly"], "{answer}");
 }
