@@ -138,6 +138,9 @@ impl Default for UpstreamOptions {
     }
 }
 
+/// Running workers' statuses by stream key.
+pub(crate) type StatusTable = HashMap<String, watch::Receiver<UpstreamStatus>>;
+
 /// Starts `whip:` upstream workers; one per gateway, shared by every stream. Cheap to clone.
 ///
 /// ```no_run
@@ -166,8 +169,8 @@ struct Inner {
     supervision: Mutex<Supervision>,
     board: Mutex<Option<StatusBoard>>,
     http: reqwest::Client,
-    /// The latest worker's status per stream key.
-    streams: Mutex<HashMap<String, watch::Receiver<UpstreamStatus>>>,
+    /// The latest worker's status per stream key, while it runs.
+    streams: Arc<Mutex<StatusTable>>,
 }
 
 impl WhipUpstream {
@@ -180,7 +183,7 @@ impl WhipUpstream {
                 supervision: Mutex::new(Supervision::default()),
                 board: Mutex::new(None),
                 http: reqwest::Client::new(),
-                streams: Mutex::new(HashMap::new()),
+                streams: Arc::default(),
             }),
         }
     }
@@ -199,13 +202,13 @@ impl WhipUpstream {
         self
     }
 
-    /// The status of `stream`'s latest worker (kept after it ends, until the key is
-    /// attached again).
+    /// The status of `stream`'s worker while it runs (a subscriber keeps seeing it after
+    /// it ends, `ended` set).
     pub fn status(&self, stream: &str) -> Option<UpstreamStatus> {
         self.subscribe(stream).map(|status| status.borrow().clone())
     }
 
-    /// Every change of `stream`'s latest worker's status.
+    /// Every change of `stream`'s running worker's status, to its end.
     pub fn subscribe(&self, stream: &str) -> Option<watch::Receiver<UpstreamStatus>> {
         self.inner.streams.lock().get(stream).cloned()
     }
@@ -224,6 +227,7 @@ impl UpstreamConnector for WhipUpstream {
             job,
             status,
             board: self.inner.board.lock().clone(),
+            table: self.inner.streams.clone(),
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

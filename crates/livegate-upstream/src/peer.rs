@@ -144,6 +144,11 @@ impl<'a> Connection<'a> {
     pub(crate) async fn run(mut self) -> ConnectionEnd {
         let sleep = tokio::time::sleep(IDLE);
         tokio::pin!(sleep);
+        if !self.output_is_ours() {
+            // Replaced while the offer was out (a newer worker of the stream).
+            self.close().await;
+            return ConnectionEnd::StreamClosed;
+        }
         let end = loop {
             self.flush().await;
             if let Some(end) = self.ended.take() {
@@ -181,12 +186,7 @@ impl<'a> Connection<'a> {
             tokio::select! {
                 biased;
                 changed = self.w.slot.changed() => {
-                    let ours = {
-                        let slot = self.w.slot.borrow_and_update();
-                        !slot.closed
-                            && slot.buffer.as_ref().is_some_and(|b| Arc::ptr_eq(b, self.w.output))
-                    };
-                    if changed.is_err() || !ours {
+                    if changed.is_err() || !self.output_is_ours() {
                         break ConnectionEnd::StreamClosed;
                     }
                 }
@@ -214,6 +214,16 @@ impl<'a> Connection<'a> {
         };
         self.close().await;
         end
+    }
+
+    /// Whether the stream is open and its output is still this connection's ring.
+    fn output_is_ours(&mut self) -> bool {
+        let slot = self.w.slot.borrow_and_update();
+        !slot.closed
+            && slot
+                .buffer
+                .as_ref()
+                .is_some_and(|b| Arc::ptr_eq(b, self.w.output))
     }
 
     /// The connect timeout and the media watchdog.

@@ -35,7 +35,8 @@ use crate::receive::MediaReceiver;
 use crate::send::{InputFeed, InputRead};
 use crate::status::{Phase, PhaseClock, UpstreamStatus};
 use crate::whip_http::{self, UpstreamResource};
-use crate::UpstreamOptions;
+use crate::{StatusTable, UpstreamOptions};
+use parking_lot::Mutex;
 
 /// Everything one worker owns.
 pub(crate) struct Worker {
@@ -47,6 +48,8 @@ pub(crate) struct Worker {
     pub(crate) status: watch::Sender<UpstreamStatus>,
     /// The gateway's status board, where `GET /live/{stream}/status` finds the worker.
     pub(crate) board: Option<StatusBoard>,
+    /// The connector's table of running workers, left when the worker ends.
+    pub(crate) table: Arc<Mutex<StatusTable>>,
 }
 
 /// Why the worker ended.
@@ -174,6 +177,17 @@ impl Worker {
             }
         };
         tracing::info!(stream = %key, attempts = attempt, reason = %reason, "upstream worker ended");
+        // Out of the table first, so whoever sees `ended` finds it gone.
+        {
+            let mut table = self.table.lock();
+            let mine = self.status.subscribe();
+            if table
+                .get(&key)
+                .is_some_and(|entry| entry.same_channel(&mine))
+            {
+                table.remove(&key);
+            }
+        }
         self.status.send_modify(|s| {
             s.connected = false;
             s.ended = Some(reason);

@@ -336,6 +336,10 @@ async fn messages_sent_before_the_upstream_answers_come_back_in_order_across_a_r
     assert!(!ended.connected);
     assert!(second_output.is_closed());
     assert!(*upstream.deletes.lock() >= 2, "one DELETE per connection");
+    assert!(
+        connector.status("cam").is_none(),
+        "an ended worker leaves the table"
+    );
     shutdown.cancel();
 }
 
