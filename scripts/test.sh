@@ -20,4 +20,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+scripts/validate-deploy.sh
 scripts/browser-test.sh 3
