@@ -5,7 +5,8 @@ schemas and tools that define it (compose-spec, Kubernetes OpenAPI, the ServiceM
 promtool) and against the gateway itself (README defaults, metric names registered in the
 crates). Prints one line per check; exits 1 naming every failure.
 
-    python3 deploy/validate.py --promtool PATH --compose "docker compose" --kubectl kubectl
+    target/deploy-validate/venv/bin/python deploy/validate.py \
+        --promtool PATH --compose "docker compose" --kubectl kubectl
 """
 
 import argparse
@@ -27,7 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Kubernetes versions the manifests must be valid for: an old supported one and the newest
 # the kubernetes-validate package knows.
 KUBERNETES_VERSIONS = ["1.28.0", "1.37.0"]
-# Where the Dockerfile's COPY of examples/workers/ lands in the image.
 failures = []
 
 
@@ -129,12 +129,35 @@ def expected_ports():
 
 
 METRICS = {}  # name -> type ("histogram" or "other")
+LABELS = {}  # name -> label names
 CONSTRUCTOR = re.compile(r"(\w+)(?:::\w+)?\(\s*\"((?:livegate|process)_[a-z0-9_]+)\"")
+# Labels every scraped series may carry: Prometheus's target labels, the Kubernetes scrape
+# job's `node`, and what the Prometheus Operator adds.
+TARGET_LABELS = {"instance", "job", "node", "namespace", "pod", "service", "endpoint", "container"}
+
+
+def label_names(array):
+    return set(re.findall(r'"(\w+)"', array))
 
 
 def registered_metrics(text):
-    for ctor, name in CONSTRUCTOR.findall(text):
-        yield name, "histogram" if ctor.startswith("Histogram") else "other"
+    """(name, type, labels) of each metric constructed in a Rust source: the labels are the
+    `&[...]` of the constructor call, or of the helper (`fn quantiles`, `let by_kind = |..|`)
+    the call goes through, plus `const_label`s."""
+    for m in CONSTRUCTOR.finditer(text):
+        ctor, name = m.groups()
+        call = text[m.end():]
+        call = call[:call.find(")?")] if ")?" in call else call
+        labels = set()
+        array = re.search(r"&\[([^\]]*)\]", call)
+        if array:
+            labels = label_names(array.group(1))
+        elif ctor[0].islower():
+            helper = re.search(rf"(?:fn {ctor}\b|let {ctor}\s*=)[^;]*?&\[([^\]]*)\]", text, re.S)
+            if helper:
+                labels = label_names(helper.group(1))
+        labels |= set(re.findall(r'const_label\(\s*"(\w+)"', call))
+        yield name, "histogram" if ctor.startswith("Histogram") else "other", labels
 
 
 def prometheus_crate_source():
@@ -159,14 +182,16 @@ def _():
     sources = glob.glob(path("crates", "*", "src", "**", "*.rs"), recursive=True)
     for src in sources:
         with open(src, encoding="utf-8") as f:
-            for name, kind in registered_metrics(f.read()):
+            for name, kind, labels in registered_metrics(f.read()):
                 METRICS[name] = kind
+                LABELS[name] = labels
     need(len(METRICS) > 10, f"only {len(METRICS)} livegate_* metrics found in crates/*/src")
     process = 0
     if any("ProcessCollector" in open(s, encoding="utf-8").read() for s in sources):
         with open(prometheus_crate_source(), encoding="utf-8") as f:
-            for name, kind in registered_metrics(f.read()):
+            for name, kind, labels in registered_metrics(f.read()):
                 METRICS[name] = kind
+                LABELS[name] = labels
                 process += 1
         need(process, "the process collector's metric names were not found in its source")
     hist = sum(1 for k in METRICS.values() if k == "histogram")
@@ -527,6 +552,38 @@ def _():
             for n in used}
     unshown = sorted(n for n in METRICS if n not in base and n.startswith("livegate_"))
     return f"{len(used)} names used" + (f"; not shown: {', '.join(unshown)}" if unshown else "")
+
+
+def series_labels(name):
+    base = re.sub(r"_(bucket|sum|count)$", "", name)
+    if base != name and METRICS.get(base) == "histogram":
+        return LABELS[base] | ({"le"} if name.endswith("_bucket") else set())
+    return LABELS.get(name, set())
+
+
+@check("deploy/grafana/dashboards/livegate.json: every label queried is one those metrics carry")
+def _():
+    need(LABELS, "the list of exported metrics is empty (see the crates check)")
+    bad, n = [], 0
+    for title, expr in dashboard_exprs(DASH):
+        e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+        in_expr = set(TARGET_LABELS)
+        for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}", e):
+            own = series_labels(m.group(1)) | TARGET_LABELS
+            in_expr |= series_labels(m.group(1))
+            for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", m.group(2)):
+                n += 1
+                if label not in own:
+                    bad.append(f"{m.group(1)}{{{label}}} (panel {title!r})")
+        for name in metric_names(expr):
+            in_expr |= series_labels(name)
+        for m in re.finditer(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", e):
+            for label in re.findall(r"\w+", m.group(1)):
+                n += 1
+                if label not in in_expr:
+                    bad.append(f"by ({label}) (panel {title!r})")
+    need(not bad, "labels the metrics do not have: " + ", ".join(sorted(set(bad))))
+    return f"{n} label uses"
 
 
 def promql_check(promtool):
