@@ -103,3 +103,54 @@ async fn a_killed_worker_is_restarted_under_a_viewer_that_stays_connected() {
     publisher.disconnect().await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipelines_latency_reaches_prometheus_and_the_viewers_server_metrics() {
+    let (gateway, base) = gateway(&["--pipeline", "exec:cat"]).await;
+    let publisher = publish(
+        &base,
+        "timed",
+        &publish_options("h264-baseline-opus.ts").await,
+    )
+    .await;
+    let options = livegate_bench::whep::WhepOptions {
+        data_channel: true,
+        ..viewer_options()
+    };
+    let viewer = livegate_bench::whep::WhepClient::new()
+        .play(
+            &format!("{base}/live/timed/whep?server_metrics=1"),
+            &options,
+        )
+        .await
+        .unwrap();
+    viewer.wait_video_frames(30, DEADLINE).await.unwrap();
+
+    // The monitor publishes the figure about once a second: the first messages may precede it.
+    let deadline = Instant::now() + DEADLINE;
+    let latency_ms = loop {
+        let message = viewer.wait_data_message(DEADLINE).await.unwrap();
+        let json: Value = serde_json::from_str(&message).unwrap();
+        if let Some(ms) = json["stream"]["pipeline_latency_ms"].as_f64() {
+            assert!(json["stream"]["pipeline_latency_p99_ms"].as_f64().unwrap() >= ms);
+            break ms;
+        }
+        assert!(Instant::now() < deadline, "no pipeline latency in {json}");
+    };
+    assert!(
+        (0.0..1000.0).contains(&latency_ms),
+        "cat adds {latency_ms} ms?"
+    );
+
+    let count = metric(
+        &base,
+        "livegate_pipeline_latency_seconds_count{pipeline=\"exec\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(count >= 30.0, "frames timed: {count}");
+
+    viewer.close().await;
+    publisher.disconnect().await;
+    assert!(gateway.shutdown(Duration::from_secs(5)).await);
+}
