@@ -3,6 +3,10 @@
 //! A's offer until the test releases it, so the test can prove A answered its publisher
 //! before the upstream was reached, and can cut the upstream session to see A reconnect.
 
+// livegate-whip's independent publisher (webrtc crate), which has a data channel; shared by
+// path rather than copied.
+#[path = "../../livegate-whip/tests/peer/mod.rs"]
+mod peer;
 mod whip_common;
 
 use std::sync::Arc;
@@ -183,7 +187,8 @@ async fn wait_status(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_of_a_plays_the_upstreams_media_and_keeps_playing_across_a_reconnection() {
-    let (upstream, upstream_base) = gateway(&[]).await;
+    // B sends each publisher's stream back when it offers sendrecv, as an AI service would.
+    let (upstream, upstream_base) = gateway(&["--whip-echo", "true"]).await;
     let proxy = Proxy::start(&upstream_base).await;
     proxy.release(2);
     let pipeline = format!("whip:{}/live/{{stream}}/whip", proxy.base);
@@ -242,6 +247,54 @@ async fn a_viewer_of_a_plays_the_upstreams_media_and_keeps_playing_across_a_reco
 
     viewer.close().await;
     publisher.disconnect().await;
+    assert!(gateway_a.shutdown(Duration::from_secs(5)).await);
+    assert!(upstream.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_messages_sent_before_the_upstream_is_reached_come_back_in_order() {
+    let (upstream, upstream_base) = gateway(&[]).await;
+    let mut proxy = Proxy::start(&upstream_base).await;
+    let pipeline = format!("whip:{}/live/{{stream}}/whip", proxy.base);
+    let (gateway_a, base_a) = gateway(&["--pipeline", &pipeline]).await;
+
+    let mut publisher = peer::Publisher::new(
+        webrtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+        Some("control"),
+    )
+    .await;
+    let offer = publisher.offer().await;
+    let response = reqwest::Client::new()
+        .post(format!("{base_a}/live/chat/whip"))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    publisher.apply_answer(response.text().await.unwrap()).await;
+    publisher.connected().await;
+    let channel = publisher.data_channel_open().await;
+
+    // A is still waiting for the upstream's answer when these go out.
+    proxy.wait_post().await;
+    const MESSAGES: usize = 50;
+    for i in 0..MESSAGES {
+        channel
+            .send_text(&format!("{{\"seq\":{i}}}"))
+            .await
+            .unwrap();
+    }
+    proxy.release(1);
+    for i in 0..MESSAGES {
+        assert_eq!(
+            publisher.next_message().await,
+            Bytes::from(format!("{{\"seq\":{i}}}")),
+            "message {i}"
+        );
+    }
+
+    publisher.close().await;
     assert!(gateway_a.shutdown(Duration::from_secs(5)).await);
     assert!(upstream.shutdown(Duration::from_secs(5)).await);
 }
