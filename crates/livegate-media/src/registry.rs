@@ -82,6 +82,8 @@ pub struct Stream {
     output: watch::Sender<OutputSlot>,
     /// What the pipeline worker last measured; read by viewers' opt-in metrics.
     pipeline_latency: Mutex<Option<PipelineLatency>>,
+    /// Bumped each time a worker needs a keyframe that only the publisher can make.
+    keyframe_requests: watch::Sender<u64>,
 }
 
 /// How long frames take from the stream's input buffer to its output buffer, as the
@@ -103,7 +105,19 @@ impl Stream {
             input: RingBuffer::new(input_capacity_bytes),
             output: watch::Sender::new(OutputSlot::default()),
             pipeline_latency: Mutex::new(None),
+            keyframe_requests: watch::Sender::new(0),
         }
+    }
+
+    /// A pipeline worker needs a keyframe (its upstream sent a PLI, say): the stream's
+    /// publisher session is asked, and its own rate limit decides when to pass it on.
+    pub fn request_keyframe(&self) {
+        self.keyframe_requests.send_modify(|n| *n += 1);
+    }
+
+    /// Moves on every [`Stream::request_keyframe`]; what the publisher session watches.
+    pub fn subscribe_keyframe_requests(&self) -> watch::Receiver<u64> {
+        self.keyframe_requests.subscribe()
     }
 
     /// Records what the pipeline worker measured (`None`: it cannot tell, e.g. it rewrites

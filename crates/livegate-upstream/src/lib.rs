@@ -40,12 +40,13 @@
 //! [`UpstreamOptions::bearer_token`] if set; the `Location` of the 201 is DELETEd when the
 //! connection ends.
 //!
-//! # Not done
+//! # Keyframes
 //!
-//! A keyframe request (PLI, FIR) from the upstream cannot be passed on: only the publisher
-//! makes keyframes, and [`WorkerJob`] has no way to ask it. They are counted in
-//! [`UpstreamStatus::upstream_keyframe_requests`]; the WHIP session already asks its publisher
-//! for one at each new output generation, which covers every (re)connection.
+//! Only the publisher makes keyframes. A PLI or FIR from the upstream is counted in
+//! [`UpstreamStatus::upstream_keyframe_requests`] and passed on with
+//! [`Stream::request_keyframe`](livegate_media::registry::Stream::request_keyframe), which the
+//! publisher's WHIP session turns into a rate-limited PLI; the session also asks at each new
+//! output generation, which covers every (re)connection.
 
 mod data_channel;
 mod error;

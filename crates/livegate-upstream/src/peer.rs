@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use livegate_media::registry::OutputSlot;
+use livegate_media::registry::{OutputSlot, Stream};
 use livegate_media::ring::RingBuffer;
 use livegate_media::{AccessUnit, Codec};
 use rtc::data_channel::RTCDataChannelId;
@@ -81,6 +81,8 @@ pub(crate) enum ConnectionEnd {
 /// What a connection borrows from its worker.
 pub(crate) struct Borrowed<'a> {
     pub(crate) stream: &'a str,
+    /// The stream itself, to pass the upstream's keyframe requests to the publisher.
+    pub(crate) live_stream: &'a Stream,
     pub(crate) attempt: u32,
     pub(crate) phases: &'a PhaseClock,
     pub(crate) status: &'a watch::Sender<UpstreamStatus>,
@@ -404,8 +406,9 @@ impl<'a> Connection<'a> {
                 if keyframe_requests > 0 {
                     tracing::debug!(
                         stream = self.w.stream,
-                        "the upstream asked for a keyframe; only the publisher can make one"
+                        "the upstream asked for a keyframe; asking the publisher"
                     );
+                    self.w.live_stream.request_keyframe();
                     self.w
                         .status
                         .send_modify(|s| s.upstream_keyframe_requests += keyframe_requests);

@@ -254,6 +254,7 @@ impl Worker {
             Ok(receiver) => {
                 let borrowed = Borrowed {
                     stream: key,
+                    live_stream: &self.job.stream,
                     attempt,
                     phases: &phases,
                     status: &self.status,

@@ -252,6 +252,7 @@ impl WhipServer {
             ingest,
             input,
             output: stream.subscribe_output(),
+            keyframes: stream.subscribe_keyframe_requests(),
             data: DataChannelRelay::new(id, publisher_data),
             posted_at,
         };

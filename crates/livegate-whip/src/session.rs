@@ -27,6 +27,8 @@ pub(crate) struct PublishTask {
     /// The stream's output slot: a new generation is a pipeline worker (re)started, which
     /// needs a keyframe to begin with.
     pub(crate) output: watch::Receiver<OutputSlot>,
+    /// Moves when the stream's worker needs a keyframe.
+    pub(crate) keyframes: watch::Receiver<u64>,
     /// The publisher's data channel to and from its worker.
     pub(crate) data: DataChannelRelay,
     pub(crate) posted_at: Instant,
@@ -67,6 +69,7 @@ pub(crate) async fn run(task: PublishTask) {
         mut ingest,
         input,
         mut output,
+        mut keyframes,
         mut data,
         posted_at,
     } = task;
@@ -131,6 +134,11 @@ pub(crate) async fn run(task: PublishTask) {
             _ = tokio::time::sleep_until(wake) => ingest.handle_timeout(StdInstant::now()),
             _ = tokio::time::sleep_until(last_media + server.config.media_timeout) => {
                 break PublishEnd::MediaTimeout;
+            }
+            Ok(()) = keyframes.changed() => {
+                // The worker's own consumer (an upstream's decoder) lost its reference.
+                ingest.request_keyframe(StdInstant::now());
+                Ok(())
             }
             changed = output.changed(), if output_open => {
                 if changed.is_err() || output.borrow().closed {

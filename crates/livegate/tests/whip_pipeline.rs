@@ -41,3 +41,35 @@ async fn a_worker_restart_asks_the_publisher_for_a_keyframe() {
     publisher.disconnect().await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_keyframe_request_reaches_the_publisher() {
+    let (gateway, base) = gateway(&[]).await;
+    let publisher = publish(
+        &base,
+        "asks",
+        &publish_options("h264-baseline-opus.ts").await,
+    )
+    .await;
+    publisher
+        .wait_video_frames_sent(30, DEADLINE)
+        .await
+        .unwrap();
+    let before = publisher.stats().keyframe_requests;
+    let stream = gateway
+        .registry
+        .get(&livegate_media::StreamKey::parse("asks").unwrap())
+        .unwrap();
+    // What an upstream's PLI turns into (livegate-upstream): the stream asks its publisher.
+    stream.request_keyframe();
+    let deadline = Instant::now() + DEADLINE;
+    while publisher.stats().keyframe_requests <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no PLI reached the publisher after the worker asked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    publisher.disconnect().await;
+    assert!(gateway.shutdown(Duration::from_secs(5)).await);
+}
