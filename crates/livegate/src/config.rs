@@ -133,6 +133,17 @@ pub struct Config {
     #[arg(long, env = "LIVE_AI_RESTART_WINDOW", value_name = "LIVE_AI_RESTART_WINDOW", default_value = "60s", value_parser = parse_duration)]
     pub restart_window: Duration,
 
+    /// Bearer token sent to the upstream of the `whip:` pipeline (`Authorization: Bearer ...`
+    /// on its WHIP POST and DELETE). Empty: none.
+    #[arg(
+        long,
+        env = "LIVE_AI_UPSTREAM_TOKEN",
+        value_name = "LIVE_AI_UPSTREAM_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub upstream_token: String,
+
     /// Shortest input segment of the trickle pipelines: segments start at a keyframe and last
     /// at least this long, measured on the video timestamps.
     #[arg(long, env = "LIVE_AI_MIN_SEG_DUR", value_name = "LIVE_AI_MIN_SEG_DUR", default_value = "1s", value_parser = parse_duration)]

@@ -105,7 +105,12 @@ impl Gateway {
             ..WorkerContext::default()
         };
         if let Pipeline::Whip(_) = &config.pipeline {
-            let upstream = WhipUpstream::new(UpstreamOptions::default())
+            let options = UpstreamOptions {
+                bearer_token: (!config.upstream_token.is_empty())
+                    .then(|| config.upstream_token.clone()),
+                ..UpstreamOptions::default()
+            };
+            let upstream = WhipUpstream::new(options)
                 .with_supervision(workers.supervision)
                 .with_status_board(workers.status.clone());
             workers.upstream = Some(Arc::new(upstream));
