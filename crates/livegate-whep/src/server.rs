@@ -326,7 +326,13 @@ impl WhepServer {
 
     /// Viewers of `stream`, requests still waiting for its output included.
     pub fn viewers(&self, stream: &StreamKey) -> usize {
-        self.inner.table.lock().seats.get(stream).copied().unwrap_or(0)
+        self.inner
+            .table
+            .lock()
+            .seats
+            .get(stream)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests waiting for output.
