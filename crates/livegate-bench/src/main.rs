@@ -7,6 +7,9 @@
 //!     --file target/bench/720p-2mbps.ts --duration 20 --cpu-of "$(pidof livegate)"
 //! livegate-bench latency --whip-url http://127.0.0.1:8935/live/lat/whip \
 //!     --whep-url http://127.0.0.1:8935/live/lat/whep --file target/bench/720p-2mbps.ts --duration 20
+//! livegate-bench churn --url http://127.0.0.1:8935 --file tests/fixtures/h264-baseline-opus.ts \
+//!     --publish-cycles 100 --whep-joins 1000 --worker-kills 20 --gateway-pid "$(pidof livegate)" \
+//!     --duration 600
 //! ```
 //!
 //! Every run stops by itself (bounded sessions and window) and refuses non-loopback hosts
@@ -43,6 +46,10 @@ enum Command {
     /// each video frame's time from the publisher's send to the viewer's receive (p50, p90,
     /// p99, max), the viewer's first second (the GOP cache replay) apart.
     Latency(load::latency::LatencyArgs),
+    /// Publish/unpublish cycles (a new stream each), WHEP joins and leaves, and pipeline
+    /// worker kills, for a bounded count of each spread over a duration: the soak's load.
+    /// Exits 0 only when every step succeeded.
+    Churn(load::churn::ChurnArgs),
 }
 
 /// Time allowed for DELETEs and closes after the window, on top of the run's own timings.
@@ -55,6 +62,7 @@ fn watchdog(command: &Command) -> std::time::Duration {
         Command::Whip(a) => (a.streams, a.ramp_ms, a.connect_timeout, a.duration),
         // Two connects in turn (publisher, then viewer).
         Command::Latency(a) => (1, 0, 2.0 * a.connect_timeout, a.duration),
+        Command::Churn(a) => return a.bound() + TEARDOWN_MARGIN,
     };
     let ramp = std::time::Duration::from_millis(ramp_ms.saturating_mul(u64::from(sessions)));
     ramp + std::time::Duration::from_secs_f64(connect_timeout.max(0.0) + duration.max(0.0))
@@ -77,6 +85,7 @@ fn main() -> ExitCode {
                 Command::Whep(args) => load::whep::run(args).await,
                 Command::Whip(args) => load::whip::run(args).await,
                 Command::Latency(args) => load::latency::run(args).await,
+                Command::Churn(args) => load::churn::run(args).await,
             }
         };
         // A run stops by itself whatever the gateway does: every wait inside has its own

@@ -11,6 +11,9 @@ pub struct Metrics {
     pub http_responses: IntCounterVec,
     /// Streams currently in the registry.
     pub streams: IntGauge,
+    /// Tasks alive on the runtime that serves `/metrics`, read at each scrape: a count that
+    /// only grows under churn is a leaked task (the soak checks it returns to its idle value).
+    runtime_alive_tasks: IntGauge,
 }
 
 impl Metrics {
@@ -42,18 +45,57 @@ impl Metrics {
         let streams = IntGauge::new("livegate_streams", "Streams currently known.")?;
         registry.register(Box::new(streams.clone()))?;
 
+        let runtime_alive_tasks = IntGauge::new(
+            "livegate_runtime_alive_tasks",
+            "Tokio tasks alive on the gateway's runtime, read at each scrape.",
+        )?;
+        registry.register(Box::new(runtime_alive_tasks.clone()))?;
+
         Ok(Metrics {
             registry,
             http_responses,
             streams,
+            runtime_alive_tasks,
         })
     }
 
-    /// The registry in Prometheus text exposition format.
+    /// The registry in Prometheus text exposition format. Called on the runtime, it first
+    /// reads the runtime's alive task count.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.runtime_alive_tasks
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let families = self.registry.gather();
         prometheus::TextEncoder::new()
             .encode_to_string(&families)
             .unwrap_or_else(|e| format!("# error encoding metrics: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive_tasks(text: &str) -> i64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix("livegate_runtime_alive_tasks "))
+            .and_then(|value| value.parse().ok())
+            .expect("the gauge is rendered")
+    }
+
+    #[tokio::test]
+    async fn a_scrape_counts_the_tasks_alive_on_the_runtime() {
+        let metrics = Metrics::new().unwrap();
+        let idle = alive_tasks(&metrics.render());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        assert_eq!(alive_tasks(&metrics.render()), idle + 1);
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        assert_eq!(alive_tasks(&metrics.render()), idle);
     }
 }

@@ -1,7 +1,9 @@
 //! The load subcommands of `livegate-bench` and what they share: the target check, the
 //! process sampling and the figures. Each protocol is one module with its `Args` and `run`
-//! (`whep`, `whip`), plus `latency`, which pairs a publisher with a viewer.
+//! (`whep`, `whip`), plus `latency`, which pairs a publisher with a viewer, and `churn`,
+//! the soak's publishers, viewers and worker kills coming and going.
 
+pub mod churn;
 pub mod latency;
 pub mod proc_stat;
 pub mod summary;
