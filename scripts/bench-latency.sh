@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The latency livegate adds in passthrough, for BENCHMARKS.md: a fresh release gateway (WHIP
-# and WHEP on 127.0.0.1) and `livegate-bench latency`, which publishes the 2 Mbit/s bench
+# The latency livegate adds, for BENCHMARKS.md: a fresh release gateway (WHIP and WHEP on
+# 127.0.0.1) and `livegate-bench latency`, which publishes the 2 Mbit/s bench
 # stream (scripts/make-bench-stream.sh) over WHIP and plays it back over WHEP in one process,
 # timing every video frame from the publisher's send of its last packet to the viewer's
 # receipt of it (frames matched by content). The viewer's first second (the GOP cache
@@ -9,19 +9,38 @@
 #   scripts/bench-latency.sh [extra livegate-bench latency options, e.g. --json]
 #                                           (window 20 s, WINDOW=s to change)
 #
+# PIPELINE picks what sits between input and output (default passthrough):
+#   PIPELINE=exec-cat    an exec worker that is `cat` (the exec path's own cost)
+#   PIPELINE=exec-copy   an exec worker that is `ffmpeg -c copy` (demux and remux, no coding)
+#   PIPELINE=trickle     the gateway's own trickle channels with a trickle-echo process as the
+#                        worker (segments cut, published and read back over HTTP)
+#
 # Binds 127.0.0.1 only; the run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=${CARGO_TARGET_DIR:-target}
 window=${WINDOW:-20}
 stream=$(scripts/make-bench-stream.sh)
-cargo build --locked --release -p livegate -p livegate-bench >/dev/null
+cargo build --locked --release -p livegate -p livegate-bench -p livegate-trickle >/dev/null
+
+pipeline=passthrough
+case ${PIPELINE:-passthrough} in
+  passthrough) ;;
+  exec-copy)
+    pipeline="exec:ffmpeg -hide_banner -nostdin -loglevel error -probesize 32768 \
+-analyzeduration 200000 -f mpegts -i pipe:0 -map 0 -c copy -copyts -f mpegts -muxdelay 0 \
+-muxpreload 0 -flush_packets 1 pipe:1" ;;
+  exec-cat) pipeline="exec:cat" ;;
+  trickle) pipeline=trickle ;;
+  *) echo "PIPELINE: passthrough, exec-cat, exec-copy or trickle" >&2; exit 2 ;;
+esac
 
 log=$(mktemp)
 LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-  "$target_dir/release/livegate" 2>"$log" &
+  LIVE_AI_PIPELINE="$pipeline" "$target_dir/release/livegate" 2>"$log" &
 gateway=$!
-trap 'kill $gateway 2>/dev/null || true; wait $gateway 2>/dev/null || true; rm -f "$log"' EXIT
+worker=
+trap 'kill $gateway $worker 2>/dev/null || true; wait $gateway 2>/dev/null || true; rm -f "$log"' EXIT
 addr=
 for _ in $(seq 100); do
   addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
@@ -29,6 +48,16 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ -n $addr ]] || { echo "the gateway did not start:" >&2; cat "$log" >&2; exit 1; }
+if [[ $pipeline == trickle ]]; then
+  # The channels exist once the publisher is in; the echo retries until then and exits when
+  # the input channel closes.
+  (for _ in $(seq 50); do
+     "$target_dir/release/trickle-echo" --subscribe "http://$addr/ai/trickle/lat" \
+       --publish "http://$addr/ai/trickle/lat-out" 2>/dev/null && break
+     sleep 0.2
+   done) &
+  worker=$!
+fi
 "$target_dir/release/livegate-bench" latency --whip-url "http://$addr/live/lat/whip" \
   --whep-url "http://$addr/live/lat/whep" --file "$stream" --duration "$window" \
   --cpu-of "$gateway" "$@"
