@@ -62,13 +62,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use backoff::Backoff;
-use parking_lot::Mutex;
 
-use crate::supervise::latency::{LatencyProbe, VideoPtsScanner};
+use crate::supervise::latency::VideoPtsScanner;
 use crate::supervise::metrics::PipelineMetrics;
-use crate::supervise::monitor::{spawn_monitor, SharedProbe};
-use crate::supervise::status::{StatusBoard, StatusEntry, WorkerState};
-use crate::supervise::RestartBudget;
+use crate::supervise::monitor::SharedProbe;
+use crate::supervise::oversight::{stream_left, Oversight, RestartReason};
+use crate::supervise::status::StatusBoard;
 use crate::Supervision;
 pub(crate) use backoff::BackoffState;
 
@@ -243,28 +242,18 @@ pub fn attach_exec(
 ) -> ExecWorker {
     let (status_tx, status) = watch::channel(ExecStatus::default());
     let span = tracing::info_span!("exec", stream = %stream.key());
-    let entry = options.status.register(stream.key(), "exec");
-    let probe: SharedProbe = Arc::new(Mutex::new(LatencyProbe::new(
-        options.metrics.as_ref().map(|m| m.latency("exec")),
-    )));
-    let monitor = {
-        let _enter = span.enter();
-        spawn_monitor(
-            stream.clone(),
-            input.clone(),
-            entry.clone(),
-            Some(probe.clone()),
-            options.supervision.out_timeout,
+    let oversight = span.in_scope(|| {
+        Oversight::start(
+            "exec",
+            stream,
+            input,
+            options.supervision,
+            &options.status,
+            options.metrics.clone(),
         )
-    };
+    });
     let supervisor = Supervisor {
-        budget: RestartBudget::new(
-            options.supervision.max_restarts,
-            options.supervision.restart_window,
-        ),
-        entry,
-        probe,
-        stuck: monitor.stuck,
+        oversight,
         spec: spec.clone(),
         options,
         stream: stream.clone(),
@@ -299,11 +288,7 @@ struct Process {
 }
 
 struct Supervisor {
-    budget: RestartBudget,
-    entry: StatusEntry,
-    probe: SharedProbe,
-    /// Moves each time the monitor finds the worker stuck.
-    stuck: watch::Receiver<u64>,
+    oversight: Oversight,
     spec: ExecSpec,
     options: ExecOptions,
     stream: Arc<Stream>,
@@ -327,22 +312,14 @@ impl Supervisor {
                 }
             };
             let reason = match ended {
-                Ended::Exited(_) => "crash",
-                Ended::Stuck => "stuck",
+                Ended::Exited(_) => RestartReason::Crash,
+                Ended::Stuck => RestartReason::Stuck,
                 Ended::InputClosed | Ended::StreamLeft => break,
             };
-            if !self.budget.try_restart(Instant::now()) {
-                self.fail();
+            if let Err(failure) = self.oversight.restart(reason, &self.stream) {
+                self.status.send_modify(|s| s.failure = Some(failure));
                 break;
             }
-            if let Some(metrics) = &self.options.metrics {
-                metrics.restarts.with_label_values(&["exec", reason]).inc();
-            }
-            self.entry.update(|s| {
-                s.state = WorkerState::Restarting;
-                s.restarts += 1;
-                s.watchdog_restarts += u64::from(reason == "stuck");
-            });
             let delay = backoff.delay_after(started.elapsed());
             tracing::warn!(delay_ms = delay.as_millis() as u64, "restarting the worker");
             let left = {
@@ -368,28 +345,8 @@ impl Supervisor {
                 .send_modify(|s| s.input_skipped_bytes += skipped_bytes);
         }
         self.status.send_modify(|s| s.finished = true);
-        self.entry.update(|s| {
-            if s.state != WorkerState::Failed {
-                s.state = WorkerState::Stopped;
-            }
-        });
+        self.oversight.on_end();
         tracing::info!("exec worker stopped");
-    }
-
-    /// The worker used up its restart budget: the stream ends, so that its publisher and
-    /// viewers are told instead of watching a frozen picture.
-    fn fail(&mut self) {
-        let reason = self.budget.exhausted_reason();
-        tracing::error!(command = %self.spec, %reason, "giving up the worker; the stream fails");
-        if let Some(metrics) = &self.options.metrics {
-            metrics.failures.with_label_values(&["exec"]).inc();
-        }
-        self.entry.update(|s| {
-            s.state = WorkerState::Failed;
-            s.failure = Some(reason.clone());
-        });
-        self.status.send_modify(|s| s.failure = Some(reason));
-        self.stream.close();
     }
 
     /// Spawns the process and installs its output ring as the stream's next generation.
@@ -420,19 +377,14 @@ impl Supervisor {
             s.pid = pid;
             s.starts += 1;
         });
-        self.entry.update(|s| {
-            s.starts += 1;
-            s.state = WorkerState::Starting;
-            s.pid = pid;
-        });
-        // Frames in flight went to the previous process.
-        self.probe.lock().restart();
+        self.oversight.on_start(pid);
         let output = RingBuffer::new(self.options.output_capacity_bytes);
         self.stream.set_output(output.clone());
         self.output = Some(output.clone());
         let span = tracing::info_span!("worker", pid);
-        let stdout_task =
-            tokio::spawn(copy_stdout(stdout, output, self.probe.clone()).instrument(span.clone()));
+        let stdout_task = tokio::spawn(
+            copy_stdout(stdout, output, self.oversight.probe.clone()).instrument(span.clone()),
+        );
         let stderr_task =
             tokio::spawn(stderr::log_lines(BufReader::new(stderr)).instrument(span.clone()));
         span.in_scope(|| tracing::info!(command = %self.spec, "worker started"));
@@ -462,10 +414,10 @@ impl Supervisor {
                 status,
                 slots,
                 output,
-                stuck,
-                probe,
+                oversight,
                 ..
             } = self;
+            let Oversight { stuck, probe, .. } = oversight;
             stuck.borrow_and_update();
             tokio::select! {
                 // Closing the stream also closes its input: the stream wins, with no grace.
@@ -537,7 +489,7 @@ impl Supervisor {
             s.pid = None;
             s.last_exit = exit;
         });
-        self.entry.update(|s| s.pid = None);
+        self.oversight.entry.update(|s| s.pid = None);
         tracing::info!(?pid, exit = ?exit, "worker ended");
         ended
     }
@@ -606,20 +558,6 @@ async fn discard_until_closed(input: &mut RingReader, status: &watch::Sender<Exe
 async fn until_closed(ring: &Arc<RingBuffer>) {
     let mut watcher = ring.reader();
     while watcher.read().await != ReadOutcome::Closed {}
-}
-
-/// Resolves when the stream closes, or its output is a buffer other than `ours` (another
-/// worker attached).
-async fn stream_left(slots: &mut watch::Receiver<OutputSlot>, ours: Option<&Arc<RingBuffer>>) {
-    let left = |slot: &OutputSlot| {
-        slot.closed
-            || match (ours, &slot.buffer) {
-                (Some(ours), Some(current)) => !Arc::ptr_eq(ours, current),
-                _ => false,
-            }
-    };
-    // The sender lives in the stream, which the supervisor holds, so this cannot fail.
-    let _ = slots.wait_for(left).await;
 }
 
 /// Copies the worker's stdout into `output` in whole TS packets until EOF or the ring closes.

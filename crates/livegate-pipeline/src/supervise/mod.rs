@@ -5,6 +5,7 @@
 pub mod latency;
 pub mod metrics;
 pub mod monitor;
+pub mod oversight;
 pub mod status;
 
 use std::collections::VecDeque;

@@ -39,18 +39,17 @@ use livegate_media::ring::{ReadOutcome, RingBuffer, RingReader, DEFAULT_CAPACITY
 use livegate_media::ts::segment::{SegmentEvent, Segmenter, DEFAULT_MIN_SEGMENT_DURATION};
 use livegate_trickle::TrickleSubscriber;
 use livegate_trickle::{SubscriberConfig, TrickleError, TricklePublisher, TrickleServer};
-use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::exec::{Backoff, BackoffState};
 use crate::job::WorkerJob;
-use crate::supervise::latency::{LatencyProbe, VideoPtsScanner};
+use crate::supervise::latency::VideoPtsScanner;
 use crate::supervise::metrics::PipelineMetrics;
-use crate::supervise::monitor::{spawn_monitor, SharedProbe};
-use crate::supervise::status::{StatusBoard, StatusEntry, WorkerState};
-use crate::supervise::RestartBudget;
+use crate::supervise::monitor::SharedProbe;
+use crate::supervise::oversight::{stream_left, Oversight, RestartReason};
+use crate::supervise::status::StatusBoard;
 use crate::Supervision;
 use transport::{InputChannel, InputSegment, OutputChannel};
 
@@ -228,35 +227,25 @@ pub fn attach_trickle(
     };
     let (status_tx, status) = watch::channel(TrickleStatus::default());
     let span = tracing::info_span!("trickle", stream = %key);
-    let entry = options.status.register(job.stream.key(), "trickle");
-    let probe: SharedProbe = Arc::new(Mutex::new(LatencyProbe::new(
-        options.metrics.as_ref().map(|m| m.latency("trickle")),
-    )));
-    let monitor = {
-        let _enter = span.enter();
-        spawn_monitor(
-            job.stream.clone(),
-            job.input.clone(),
-            entry.clone(),
-            Some(probe.clone()),
-            options.supervision.out_timeout,
+    let oversight = span.in_scope(|| {
+        Oversight::start(
+            "trickle",
+            &job.stream,
+            &job.input,
+            options.supervision,
+            &options.status,
+            options.metrics.clone(),
         )
-    };
+    });
     let supervisor = Supervisor {
         key,
-        budget: RestartBudget::new(
-            options.supervision.max_restarts,
-            options.supervision.restart_window,
-        ),
+        oversight,
         slots: job.stream.subscribe_output(),
         stream: job.stream,
         input: Some(job.input.reader_from_oldest()),
         input_channel: Some(input),
         output_source: output,
         options,
-        entry,
-        probe,
-        stuck: monitor.stuck,
         status: status_tx,
         output: None,
     };
@@ -275,7 +264,7 @@ enum OutputSource {
 
 struct Supervisor {
     key: String,
-    budget: RestartBudget,
+    oversight: Oversight,
     stream: Arc<Stream>,
     slots: watch::Receiver<OutputSlot>,
     /// Taken by the input pump when it starts.
@@ -284,9 +273,6 @@ struct Supervisor {
     input_channel: Option<InputChannel>,
     output_source: OutputSource,
     options: TrickleOptions,
-    entry: StatusEntry,
-    probe: SharedProbe,
-    stuck: watch::Receiver<u64>,
     status: watch::Sender<TrickleStatus>,
     output: Option<Arc<RingBuffer>>,
 }
@@ -308,7 +294,7 @@ impl Supervisor {
             self.input.take().expect("taken once"),
             input_channel,
             Segmenter::new(self.options.min_segment),
-            self.probe.clone(),
+            self.oversight.probe.clone(),
             self.status.clone(),
         ));
         let mut input_done = false;
@@ -319,42 +305,22 @@ impl Supervisor {
             let reason = match ended {
                 Ended::Lost(why) => {
                     tracing::warn!(reason = %why, "the worker's output was lost");
-                    "crash"
+                    RestartReason::Crash
                 }
-                Ended::Stuck => "stuck",
+                Ended::Stuck => RestartReason::Stuck,
                 Ended::InputClosed | Ended::StreamLeft => break,
             };
-            if !self.budget.try_restart(Instant::now()) {
-                let reason = self.budget.exhausted_reason();
-                tracing::error!(%reason, "giving up the trickle worker; the stream fails");
-                if let Some(metrics) = &self.options.metrics {
-                    metrics.failures.with_label_values(&["trickle"]).inc();
-                }
-                self.entry.update(|s| {
-                    s.state = WorkerState::Failed;
-                    s.failure = Some(reason.clone());
-                });
-                self.status.send_modify(|s| s.failure = Some(reason));
-                self.stream.close();
+            if let Err(failure) = self.oversight.restart(reason, &self.stream) {
+                self.status.send_modify(|s| s.failure = Some(failure));
                 break;
             }
-            if let Some(metrics) = &self.options.metrics {
-                metrics
-                    .restarts
-                    .with_label_values(&["trickle", reason])
-                    .inc();
-            }
-            self.entry.update(|s| {
-                s.state = WorkerState::Restarting;
-                s.restarts += 1;
-                s.watchdog_restarts += u64::from(reason == "stuck");
+            self.status.send_modify(|s| {
+                s.watchdog_restarts += u64::from(reason == RestartReason::Stuck);
             });
-            self.status
-                .send_modify(|s| s.watchdog_restarts += u64::from(reason == "stuck"));
             let delay = backoff.delay_after(started.elapsed());
             tracing::warn!(
                 delay_ms = delay.as_millis() as u64,
-                reason,
+                reason = reason.as_str(),
                 "restarting the output"
             );
             let left = tokio::select! {
@@ -373,11 +339,7 @@ impl Supervisor {
         if let Some(output) = &self.output {
             output.close();
         }
-        self.entry.update(|s| {
-            if s.state != WorkerState::Failed {
-                s.state = WorkerState::Stopped;
-            }
-        });
+        self.oversight.on_end();
         self.status.send_modify(|s| s.finished = true);
         tracing::info!("trickle worker stopped");
     }
@@ -412,26 +374,22 @@ impl Supervisor {
         let output = RingBuffer::new(self.options.output_capacity_bytes);
         self.stream.set_output(output.clone());
         self.output = Some(output.clone());
-        self.probe.lock().restart();
         self.status.send_modify(|s| s.starts += 1);
-        self.entry.update(|s| {
-            s.starts += 1;
-            s.state = WorkerState::Starting;
-        });
+        self.oversight.on_start(None);
         let copy = pump_output(
             channel,
             output.clone(),
-            self.probe.clone(),
+            self.oversight.probe.clone(),
             self.status.clone(),
         );
         tokio::pin!(copy);
-        self.stuck.borrow_and_update();
+        self.oversight.stuck.borrow_and_update();
         let eof_grace = self.options.eof_grace;
         loop {
             tokio::select! {
                 biased;
                 () = stream_left(&mut self.slots, self.output.as_ref()) => return Ended::StreamLeft,
-                Ok(()) = self.stuck.changed(), if !*input_done => return Ended::Stuck,
+                Ok(()) = self.oversight.stuck.changed(), if !*input_done => return Ended::Stuck,
                 () = input_pump.as_mut(), if !*input_done => {
                     // The input ended and its channel is closed: the worker flushes what it
                     // has, then closes its output, or the grace ends it.
@@ -593,18 +551,6 @@ fn whole_packets(carry: &mut BytesMut, chunk: Bytes) -> Option<Bytes> {
     carry.extend_from_slice(&chunk);
     let whole = carry.len() - carry.len() % TS_PACKET_BYTES;
     (whole > 0).then(|| carry.split_to(whole).freeze())
-}
-
-/// Resolves when the stream closes or its output is a buffer other than `ours`.
-async fn stream_left(slots: &mut watch::Receiver<OutputSlot>, ours: Option<&Arc<RingBuffer>>) {
-    let left = |slot: &OutputSlot| {
-        slot.closed
-            || match (ours, &slot.buffer) {
-                (Some(ours), Some(current)) => !Arc::ptr_eq(ours, current),
-                _ => false,
-            }
-    };
-    let _ = slots.wait_for(left).await;
 }
 
 #[cfg(test)]
