@@ -1,7 +1,9 @@
 //! An interceptor that lets inbound RTCP reach the application.
 //!
 //! `rtc` ends its interceptor chain with a no-op that drops every inbound RTCP packet not
-//! marked for delivery, so without this a viewer's PLI/FIR never reaches the WHEP layer.
+//! marked for delivery, so without this a viewer's PLI/FIR never reaches the WHEP layer, and
+//! a peer we drive ourselves (the `whip:` upstream worker, the load tool's clients) never sees
+//! the other side's PLI, FIR, NACK or sender reports.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -9,8 +11,11 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 
+/// Marks every inbound RTCP packet for delivery to the application. Register it in an
+/// `rtc` interceptor [`Registry`](rtc::interceptor::Registry) in a late slot, e.g.
+/// `Registry::new().with(Slot::from(14_000), DeliverRtcp::default())`.
 #[derive(Default)]
-pub(crate) struct DeliverRtcp {
+pub struct DeliverRtcp {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }

@@ -57,6 +57,7 @@ pub use livegate_media::Codec;
 pub use bitrate::BitrateMeter;
 pub use config::RtcConfig;
 pub use ice_server::{IceServer, IceServerError};
+pub use interceptor::DeliverRtcp;
 pub use offer::{Direction, MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
 pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use server::{RtcServer, ServerStats};

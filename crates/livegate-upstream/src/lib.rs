@@ -53,7 +53,6 @@ mod error;
 pub mod offer;
 mod peer;
 mod receive;
-mod rtcp;
 mod send;
 mod status;
 mod supervisor;

@@ -29,7 +29,7 @@ use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTra
 use tokio::net::UdpSocket;
 
 use crate::error::UpstreamError;
-use crate::rtcp::DeliverRtcp;
+use livegate_rtc::DeliverRtcp;
 
 /// H.264 payload type offered (what browsers and OBS use for packetization-mode=1).
 pub const H264_PAYLOAD_TYPE: u8 = 96;
