@@ -58,7 +58,10 @@ pub use bitrate::BitrateMeter;
 pub use config::RtcConfig;
 pub use ice_server::{IceServer, IceServerError};
 pub use interceptor::DeliverRtcp;
-pub use offer::{Direction, MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia};
+pub use offer::{
+    Direction, MediaKind, Offer, OfferError, OfferedCodec, OfferedMedia, MAX_CANDIDATES, MAX_LINES,
+    MAX_LINE_BYTES, MAX_MEDIA_SECTIONS,
+};
 pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use server::{RtcServer, ServerStats};
 
