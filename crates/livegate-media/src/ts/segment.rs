@@ -31,6 +31,10 @@ pub const DEFAULT_MIN_SEGMENT_DURATION: Duration = Duration::from_secs(1);
 /// Packets held while looking for the first slice of a video PES; a PES that shows none by
 /// then is taken as not an IDR. x264's SEI and parameter sets take a handful of packets.
 const MAX_DECIDING_PACKETS: usize = 256;
+/// PAT/PMT packets held back in case a cut follows them. A source writes a PAT and a PMT
+/// before each keyframe; one that writes PSI and nothing else gets its older copies written
+/// out instead of held without end.
+const MAX_HELD_PSI_PACKETS: usize = 16;
 
 const SYNC_BYTE: u8 = 0x47;
 const PAT_PID: u16 = 0;
@@ -192,6 +196,11 @@ impl Segmenter {
         }
         if header.pid == PAT_PID || Some(header.pid) == self.pmt_pid {
             if self.current.is_some() {
+                if self.held_psi.len() == MAX_HELD_PSI_PACKETS {
+                    for held in std::mem::take(&mut self.held_psi) {
+                        self.out.extend_from_slice(&held);
+                    }
+                }
                 self.held_psi.push(*packet);
             } else {
                 self.dropped_bytes += TS_PACKET_SIZE as u64;
@@ -554,6 +563,31 @@ mod tests {
             assert_ne!(pids[2], PAT_PID, "segment {}: PAT twice", start.index);
             assert_ne!(pids[2], pids[1], "segment {}: PMT twice", start.index);
         }
+    }
+
+    #[test]
+    fn a_source_writing_only_psi_is_not_held_without_bound() {
+        let input = fixture("h264-baseline-opus.ts");
+        let pat = input
+            .chunks(TS_PACKET_SIZE)
+            .find(|packet| pid(packet) == PAT_PID)
+            .expect("a PAT");
+        let mut segmenter = Segmenter::default();
+        let mut events = Vec::new();
+        segmenter.push(&input, &mut events);
+        assert!(segmenter.current.is_some(), "the fixture started a segment");
+        events.clear();
+        let psi_only = pat.repeat(10_000);
+        segmenter.push(&psi_only, &mut events);
+        assert!(segmenter.held_psi.len() <= MAX_HELD_PSI_PACKETS);
+        let written: usize = events
+            .iter()
+            .map(|event| match event {
+                SegmentEvent::Bytes(bytes) => bytes.len(),
+                SegmentEvent::Start(_) => 0,
+            })
+            .sum();
+        assert!(written >= psi_only.len() - MAX_HELD_PSI_PACKETS * TS_PACKET_SIZE);
     }
 
     #[test]
