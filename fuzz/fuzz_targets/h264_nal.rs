@@ -1,8 +1,8 @@
 //! H.264 Annex B iteration, SPS parsing and parameter-set injection on arbitrary bytes.
 #![no_main]
 
-use livegate_media::h264::{nal_units, ParameterSetCache, SpsInfo};
 use libfuzzer_sys::fuzz_target;
+use livegate_media::h264::{nal_units, ParameterSetCache, SpsInfo};
 
 fuzz_target!(|data: &[u8]| {
     for nal in nal_units(data) {

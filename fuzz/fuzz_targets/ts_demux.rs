@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!au.data.is_empty());
                 assert!(au.data.len() <= MAX_VIDEO_PES_BYTES);
                 assert_ne!(au.dts, Some(au.pts));
-                assert!(tracks.iter().any(|t| t.pid == au.pid && t.codec == au.codec));
+                assert!(tracks
+                    .iter()
+                    .any(|t| t.pid == au.pid && t.codec == au.codec));
             }
         }
     }
