@@ -100,7 +100,14 @@ pub(crate) async fn run(task: SessionTask) {
                         }
                     }
                     event = events.recv(), if events_open => match event {
-                        Some(SessionEvent::KeyframeRequested { .. }) => metrics.keyframe_requests.inc(),
+                        Some(SessionEvent::KeyframeRequested { .. }) => {
+                            metrics.keyframe_requests.inc();
+                            // The viewer lost a reference picture. Only the publisher makes
+                            // keyframes: its WHIP session asks at most every 500 ms, and one
+                            // keyframe serves every viewer, so a lossy viewer recovers at the
+                            // next one instead of a GOP later.
+                            feed.output().stream().request_keyframe();
+                        }
                         Some(SessionEvent::DataChannelOpen { .. }) => data_channel_open = true,
                         Some(_) => {}
                         None => events_open = false,

@@ -73,3 +73,29 @@ async fn a_workers_keyframe_request_reaches_the_publisher() {
     publisher.disconnect().await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_pli_reaches_the_publisher() {
+    let (gateway, base) = gateway(&[]).await;
+    let publisher = publish(
+        &base,
+        "lossy",
+        &publish_options("h264-baseline-opus.ts").await,
+    )
+    .await;
+    let viewer = play(&base, "lossy").await;
+    viewer.wait_video_frames(30, DEADLINE).await.unwrap();
+    let before = publisher.stats().keyframe_requests;
+    viewer.request_keyframe().await;
+    let deadline = Instant::now() + DEADLINE;
+    while publisher.stats().keyframe_requests <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the viewer's PLI did not reach the publisher"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    viewer.close().await;
+    publisher.disconnect().await;
+    assert!(gateway.shutdown(Duration::from_secs(5)).await);
+}

@@ -14,6 +14,7 @@
 //! |---|---|---|
 //! | a datagram | `handle_read` | `poll_event`, `poll_read` until empty (keys, tracks, RTP) |
 //! | the deadline of `poll_timeout` | `handle_timeout` | the same |
+//! | [`PeerHandle::request_keyframe`] | `write_rtcp` of a PLI (RFC 4585 §6.3.1) on the video receiver | |
 //! | [`PeerHandle`] closed or dropped | `close` | `poll_write` (DTLS close_notify), exit |
 //! | every turn | `poll_write` until empty | send each to its peer address |
 //!
@@ -45,8 +46,9 @@ use rtc::peer_connection::transport::{
     RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -237,6 +239,7 @@ impl Peer {
             local_addr: self.local_addr,
             observed,
             kinds: Vec::with_capacity(2),
+            video_receiver: None,
             published: [0; 2],
             video_tap,
             received_at: Instant::now(),
@@ -258,18 +261,31 @@ pub enum PeerError {
     NoLocalDescription,
 }
 
+/// What the session asks of its loop.
+enum Command {
+    /// Close, and say so on the sender once done.
+    Close(oneshot::Sender<()>),
+    /// Send a PLI for the video track.
+    RequestKeyframe,
+}
+
 /// Closes the loop: explicitly with [`PeerHandle::close`], or by being dropped.
 pub(crate) struct PeerHandle {
-    commands: mpsc::Sender<oneshot::Sender<()>>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl PeerHandle {
     /// Closes the peer connection (DTLS close_notify sent) and waits until the loop ended.
     pub(crate) async fn close(&self) {
         let (done, finished) = oneshot::channel();
-        if self.commands.send(done).await.is_ok() {
+        if self.commands.send(Command::Close(done)).await.is_ok() {
             let _ = finished.await;
         }
+    }
+
+    /// Asks the gateway for a keyframe, as a decoder that lost a reference would.
+    pub(crate) async fn request_keyframe(&self) {
+        let _ = self.commands.send(Command::RequestKeyframe).await;
     }
 }
 
@@ -280,6 +296,8 @@ struct Driver {
     observed: Arc<Observed>,
     /// SSRC → kind, from each track's opening (two entries at most).
     kinds: Vec<(u32, TrackKind)>,
+    /// The video track's receiver and SSRC, for PLIs.
+    video_receiver: Option<(RTCRtpReceiverId, u32)>,
     /// Progress last published on each kind's watch (video, audio).
     published: [u64; 2],
     video_tap: Option<Arc<dyn VideoPacketTap>>,
@@ -289,7 +307,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::Receiver<oneshot::Sender<()>>) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let sleep = tokio::time::sleep(IDLE);
         tokio::pin!(sleep);
         let mut closed_by: Option<oneshot::Sender<()>> = None;
@@ -313,10 +331,17 @@ impl Driver {
             }
             tokio::select! {
                 biased;
-                command = commands.recv() => {
-                    closed_by = command;
-                    break;
-                }
+                command = commands.recv() => match command {
+                    Some(Command::RequestKeyframe) => {
+                        self.send_pli();
+                        self.pump();
+                    }
+                    Some(Command::Close(done)) => {
+                        closed_by = Some(done);
+                        break;
+                    }
+                    None => break,
+                },
                 received = self.socket.recv_buf_from(&mut self.recv_buf) => {
                     if let Ok((_, from)) = received {
                         self.on_datagram(from);
@@ -430,8 +455,24 @@ impl Driver {
                 };
                 self.kinds.retain(|(ssrc, _)| *ssrc != init.ssrc);
                 self.kinds.push((init.ssrc, kind));
+                if kind == TrackKind::Video {
+                    self.video_receiver = Some((init.receiver_id, init.ssrc));
+                }
             }
             _ => {}
+        }
+    }
+
+    fn send_pli(&mut self) {
+        let Some((receiver, ssrc)) = self.video_receiver else {
+            return;
+        };
+        if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+            };
+            let _ = receiver.write_rtcp(Instant::now(), vec![Box::new(pli)]);
         }
     }
 

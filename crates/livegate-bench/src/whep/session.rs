@@ -325,4 +325,9 @@ impl WhepSession {
     pub async fn close(&self) {
         self.peer.close().await;
     }
+
+    /// Sends the gateway a PLI for the video track, as a browser's decoder does after loss.
+    pub async fn request_keyframe(&self) {
+        self.peer.request_keyframe().await;
+    }
 }
