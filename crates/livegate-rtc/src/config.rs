@@ -1,5 +1,6 @@
 //! Settings of one WebRTC server (one role: WHIP or WHEP).
 
+use crate::session_limit::SessionLimit;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ pub struct RtcConfig {
     /// IP and port number as the UDP socket, and advertise a `tcptype passive` candidate next
     /// to each UDP one. For viewers behind firewalls that block UDP. Default: off.
     pub ice_tcp: bool,
+    /// Peer connections allowed at once, shared with the other servers given a clone
+    /// (`LIVE_AI_MAX_SESSIONS`); beyond it [`crate::RtcServer::accept`] refuses with
+    /// [`crate::AcceptError::TooManySessions`]. `None`: unlimited.
+    pub session_limit: Option<SessionLimit>,
 }
 
 impl RtcConfig {
@@ -43,6 +48,7 @@ impl RtcConfig {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             event_queue: 1024,
             ice_tcp: false,
+            session_limit: None,
         }
     }
 }

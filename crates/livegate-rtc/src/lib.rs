@@ -45,6 +45,7 @@ mod reception;
 mod router;
 mod sdpfrag;
 mod server;
+mod session_limit;
 mod shard;
 mod stun;
 mod udp;
@@ -64,6 +65,7 @@ pub use offer::{
 };
 pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use server::{RtcServer, ServerStats};
+pub use session_limit::SessionLimit;
 
 /// Identifies a session inside one [`RtcServer`]. Not secret and not a URL: the HTTP layers
 /// keep their own unguessable resource ids.
@@ -288,6 +290,9 @@ pub enum AcceptError {
     Offer(#[from] OfferError),
     #[error("WebRTC negotiation failed: {0}")]
     Negotiation(String),
+    /// The shared [`RtcConfig::session_limit`] is reached.
+    #[error("the gateway already has {limit} WebRTC sessions, its limit")]
+    TooManySessions { limit: usize },
     #[error("the WebRTC server is shutting down")]
     ShuttingDown,
 }

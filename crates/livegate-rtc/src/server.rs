@@ -20,6 +20,7 @@ use crate::config::RtcConfig;
 use crate::ice_tcp::{self, TcpContext, TcpLinks};
 use crate::offer::Offer;
 use crate::router::{PeerAddr, Router};
+use crate::session_limit::{SessionLimit, SessionPermit};
 use crate::shard::Shard;
 use crate::stun;
 use crate::udp::{RecvBuffers, UdpPort};
@@ -177,6 +178,8 @@ pub(crate) enum Command {
     Accept {
         offer: String,
         role: SessionRole,
+        /// The session's place under [`RtcConfig::session_limit`], held by the session.
+        permit: Option<SessionPermit>,
         reply: oneshot::Sender<Result<Accepted, AcceptError>>,
     },
     SendFrame {
@@ -229,6 +232,7 @@ pub struct RtcServer {
     /// One per shard, in shard order.
     media: Arc<[Arc<MediaCounters>]>,
     stop_dispatcher: Arc<watch::Sender<bool>>,
+    session_limit: Option<SessionLimit>,
 }
 
 impl RtcServer {
@@ -293,6 +297,7 @@ impl RtcServer {
             counters,
             media,
             stop_dispatcher: Arc::new(stop_dispatcher),
+            session_limit: config.session_limit,
         })
     }
 
@@ -318,11 +323,24 @@ impl RtcServer {
     pub async fn accept(&self, offer: String, role: SessionRole) -> Result<Accepted, AcceptError> {
         // Parse before queueing, so hostile SDP costs the loop nothing.
         Offer::parse(&offer)?;
+        let permit = match &self.session_limit {
+            Some(limit) => Some(
+                limit
+                    .acquire()
+                    .ok_or(AcceptError::TooManySessions { limit: limit.max() })?,
+            ),
+            None => None,
+        };
         let (reply, answer) = oneshot::channel();
         // Round robin: sessions spread evenly over the shards' cores.
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         self.shards[shard]
-            .send(Command::Accept { offer, role, reply })
+            .send(Command::Accept {
+                offer,
+                role,
+                permit,
+                reply,
+            })
             .await
             .map_err(|_| AcceptError::ShuttingDown)?;
         answer.await.map_err(|_| AcceptError::ShuttingDown)?

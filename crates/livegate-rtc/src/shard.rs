@@ -40,6 +40,7 @@ use crate::reception::{self, RemoteReception};
 use crate::router::{PeerAddr, Router};
 use crate::sdpfrag::{self, SdpFrag};
 use crate::server::{ice_ufrag, new_etag, Command, Counters, MediaCounters, SessionHandle};
+use crate::session_limit::SessionPermit;
 use crate::udp::UdpPort;
 use crate::{
     AcceptError, Accepted, CloseReason, PatchError, PatchOutcome, RtpFrame, SessionEvent,
@@ -73,6 +74,8 @@ struct Session {
     bitrate_out: BitrateMeter,
     frame_rate: RateMeter,
     loss_in: LossMeter,
+    /// Its place under the shared session limit, given back when the session is removed.
+    _permit: Option<SessionPermit>,
     /// What rtc counts inside its interceptors and the shard's counters have taken in so far.
     folded: Folded,
 }
@@ -351,8 +354,13 @@ impl Shard {
                 local,
                 data,
             } => self.handle_datagram(session, data, peer, local),
-            Command::Accept { offer, role, reply } => {
-                let result = self.accept(&offer, role);
+            Command::Accept {
+                offer,
+                role,
+                permit,
+                reply,
+            } => {
+                let result = self.accept(&offer, role, permit);
                 let _ = reply.send(result);
             }
             Command::SendFrame {
@@ -431,7 +439,12 @@ impl Shard {
         }
     }
 
-    fn accept(&mut self, offer_sdp: &str, role: SessionRole) -> Result<Accepted, AcceptError> {
+    fn accept(
+        &mut self,
+        offer_sdp: &str,
+        role: SessionRole,
+        permit: Option<SessionPermit>,
+    ) -> Result<Accepted, AcceptError> {
         let offer = Offer::parse(offer_sdp)?;
         let answerer = peer::answer(
             &self.config,
@@ -474,6 +487,7 @@ impl Shard {
                 frame_rate: RateMeter::default(),
                 loss_in: LossMeter::default(),
                 folded: Folded::default(),
+                _permit: permit,
             },
         );
         self.counters
