@@ -15,7 +15,7 @@ use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, R
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::transport::{RTCDtlsTransportState, RTCIceCandidateInit};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -307,6 +307,8 @@ impl Shard {
             MediaCounters::add(&self.media.rtp_packets_received, 1);
             MediaCounters::add(&self.media.rtp_bytes_received, datagram.len() as u64);
         }
+        // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a peer's close_notify would be.
+        let dtls = datagram.first().is_some_and(|b| (20..=63).contains(b));
         let now = Instant::now();
         let message = TaggedBytesMut {
             now,
@@ -321,6 +323,13 @@ impl Shard {
         if let Some(session) = self.sessions.get_mut(&id) {
             if let Err(e) = session.pc.handle_read(message) {
                 tracing::debug!(session = %id, error = %e, "rejected datagram");
+            }
+            // rtc keeps a peer connection "connected" after the peer's DTLS close_notify (the
+            // W3C state rules), so a publisher that closed politely would only be noticed at
+            // the media timeout; its DTLS transport says it at once.
+            if dtls && session.connected && dtls_closed(&mut session.pc) {
+                tracing::debug!(session = %id, "the peer closed DTLS");
+                session.closing.get_or_insert(CloseReason::Remote);
             }
         }
         self.pump(id);
@@ -742,6 +751,26 @@ fn peer_of(transport: &TransportContext) -> PeerAddr {
 }
 
 /// Routes `peer` to `id`; the write lock is taken only when that changes anything.
+/// Whether the DTLS transport is closed or failed, through whichever handle reaches it: a
+/// media receiver, a media sender, or the SCTP transport of a data-channel-only session.
+fn dtls_closed(pc: &mut RTCPeerConnection) -> bool {
+    let receiver = pc.get_receivers().next();
+    let sender = pc.get_senders().next();
+    let state = match (receiver, sender) {
+        (Some(id), _) => pc
+            .rtp_receiver(id)
+            .and_then(|receiver| receiver.transport().map(|t| t.state())),
+        (None, Some(id)) => pc
+            .rtp_sender(id)
+            .and_then(|sender| sender.transport().map(|t| t.state())),
+        (None, None) => pc.sctp().map(|sctp| sctp.transport().state()),
+    };
+    matches!(
+        state,
+        Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
+    )
+}
+
 fn bind_addr(router: &RwLock<Router>, peer: PeerAddr, id: SessionId) {
     if router.read().by_addr(&peer) != Some(id) {
         router.write().add_addr(peer, id);

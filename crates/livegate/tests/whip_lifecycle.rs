@@ -89,6 +89,35 @@ async fn a_publisher_that_vanishes_is_dropped_when_ice_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_closes_dtls_is_gone_at_once() {
+    // Media and ICE timeouts far away: only the close_notify can tell.
+    let (gateway, base) =
+        gateway(&["--republish-grace", "0s", "--whip-media-timeout", "60s"]).await;
+    let publisher = publish(&base, "cam", &publish_options(FIXTURE).await).await;
+    let viewer = play(&base, "cam").await;
+    viewer.wait_video_frames(10, DEADLINE).await.unwrap();
+
+    let closed_at = Instant::now();
+    publisher.disconnect().await;
+    assert_eq!(viewer.wait_closed(DEADLINE).await.unwrap(), BY_GATEWAY);
+    let detected_after = closed_at.elapsed();
+    assert_eq!(
+        metric(
+            &base,
+            "livegate_whip_sessions_ended_total{reason=\"remote\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    // ICE would take 5 s to call it disconnected; the close_notify takes a round trip.
+    assert!(
+        detected_after < Duration::from_secs(2),
+        "the publisher's close took {detected_after:?} to notice"
+    );
+    assert!(gateway.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_mode_hands_the_stream_to_the_new_publisher() {
     let (gateway, base) = gateway(&["--whip-on-conflict", "replace"]).await;
     let options = publish_options(FIXTURE).await;
