@@ -30,4 +30,4 @@ pub use responses::{
     ascii_header, authorize, created, endpoint_options, preflight, respond, session_ids,
     session_options,
 };
-pub use sdp_body::{read_sdp_offer, MAX_SDP_BYTES};
+pub use sdp_body::{read_sdp_offer, BodyTimedOut, MAX_SDP_BYTES};

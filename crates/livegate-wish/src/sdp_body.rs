@@ -11,6 +11,12 @@ use crate::HttpError;
 /// candidates is under 10 KiB; anything much larger is not an offer we want to parse.
 pub const MAX_SDP_BYTES: usize = 64 * 1024;
 
+/// A request body's deadline passed before it was all received: what the HTTP server puts
+/// in a body it gives a bounded time (slow-loris), and what the readers here answer 408 to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request body not received within {0:?}")]
+pub struct BodyTimedOut(pub std::time::Duration);
+
 /// The SDP offer of a WHIP or WHEP POST: `Content-Type: application/sdp` (parameters
 /// allowed), at most [`MAX_SDP_BYTES`], UTF-8 and not empty.
 ///
@@ -54,6 +60,9 @@ pub async fn read_text_body(
         // to_bytes fails either at the limit or because the client's body broke off.
         if is_length_limit(&e) {
             too_large()
+        } else if let Some(timed_out) = find_source::<BodyTimedOut>(&e) {
+            // RFC 9110 §15.5.9: the client did not send a complete request in time.
+            HttpError::new(StatusCode::REQUEST_TIMEOUT, timed_out.to_string())
         } else {
             HttpError::bad_request(format!("reading the body failed: {e}"))
         }
@@ -64,6 +73,17 @@ pub async fn read_text_body(
         return Err(HttpError::bad_request("empty body"));
     }
     Ok(text)
+}
+
+fn find_source<T: std::error::Error + 'static>(error: &axum::Error) -> Option<&T> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {
