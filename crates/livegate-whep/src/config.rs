@@ -17,6 +17,10 @@ pub struct WhepConfig {
     /// Requests waiting for output at once, over all streams. Each holds little, but
     /// unbounded waits are how a flood of POSTs for keys nobody publishes exhausts memory.
     pub max_pending: usize,
+    /// Requests waiting for output at once from one client address
+    /// (`LIVE_AI_WHEP_MAX_PENDING_PER_IP`), then 429; `None` is unlimited (up to
+    /// `max_pending`).
+    pub max_pending_per_ip: Option<usize>,
     /// `Retry-After` of a 409 (no output in time) or 503.
     pub retry_after: Duration,
     /// `Authorization: Bearer` required on every WHEP request when set.
@@ -33,6 +37,7 @@ impl Default for WhepConfig {
             wait_timeout: Duration::from_secs(30),
             max_sessions_per_stream: None,
             max_pending: 4096,
+            max_pending_per_ip: None,
             retry_after: Duration::from_secs(5),
             token: None,
             ice_server_links: Vec::new(),

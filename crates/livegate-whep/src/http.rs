@@ -11,14 +11,15 @@
 //! | `GET /live/{stream}/whep/{id}/sse?events=...` | `text/event-stream` of `active`, `inactive`, `viewercount` |
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use futures_util::stream::{self, Stream};
 use livegate_media::StreamKey;
 use livegate_wish::{ascii_header, created, patch, read_sdp_offer, respond, HttpError, ResourceId};
@@ -64,10 +65,12 @@ async fn play(
     State(server): State<WhepServer>,
     Path(stream): Path<String>,
     Query(query): Query<PlayQuery>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(play_stream(&server, &stream, query, &headers, body).await)
+    let client_ip = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    respond(play_stream(&server, &stream, query, client_ip, &headers, body).await)
 }
 
 /// go-livepeer's player path: the output of stream `X` is `X-out`.
@@ -75,22 +78,25 @@ async fn play_livepeer(
     State(server): State<WhepServer>,
     Path(stream_out): Path<String>,
     Query(query): Query<PlayQuery>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let client_ip = client.map(|Extension(ConnectInfo(addr))| addr.ip());
     let Some(stream) = stream_out.strip_suffix("-out") else {
         return HttpError::not_found(format!(
             "expected /live/video-to-video/{{stream}}-out/whep, got {stream_out}"
         ))
         .into_response();
     };
-    respond(play_stream(&server, stream, query, &headers, body).await)
+    respond(play_stream(&server, stream, query, client_ip, &headers, body).await)
 }
 
 async fn play_stream(
     server: &WhepServer,
     stream: &str,
     query: PlayQuery,
+    client_ip: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
@@ -101,6 +107,7 @@ async fn play_stream(
         server_metrics: query
             .server_metrics
             .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+        client_ip,
     };
     let played = server
         .play(key.clone(), offer, options)
@@ -129,13 +136,13 @@ fn play_error(server: &WhepServer, error: PlayError) -> HttpError {
     let reason = error.to_string();
     match error {
         PlayError::BadOffer(_) | PlayError::Unusable(_) => HttpError::bad_request(reason),
-        PlayError::TooManyViewers { .. } => {
+        PlayError::TooManyViewers { .. } | PlayError::TooManyPendingFromClient { .. } => {
             HttpError::new(StatusCode::TOO_MANY_REQUESTS, reason).retry_after(retry_after)
         }
         PlayError::NotPublished(_) | PlayError::StreamEnded(_) => {
             HttpError::new(StatusCode::CONFLICT, reason).retry_after(retry_after)
         }
-        PlayError::Overloaded | PlayError::ShuttingDown => {
+        PlayError::Overloaded | PlayError::TooManySessions { .. } | PlayError::ShuttingDown => {
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason).retry_after(retry_after)
         }
     }

@@ -3,6 +3,7 @@
 //! [`crate::http`] translates requests into calls on [`WhepServer`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use livegate_media::registry::{StreamRegistry, WaitError};
@@ -37,9 +38,15 @@ pub enum PlayError {
     /// 429.
     #[error("stream {stream} already has {limit} viewers")]
     TooManyViewers { stream: StreamKey, limit: usize },
+    /// 503: `LIVE_AI_MAX_SESSIONS` peer connections (WHIP and WHEP) are open.
+    #[error("the gateway already has {limit} WebRTC sessions, its limit")]
+    TooManySessions { limit: usize },
     /// 503: too many requests are waiting for output.
     #[error("too many viewers waiting for streams; retry later")]
     Overloaded,
+    /// 429: this client address already has this many requests waiting for output.
+    #[error("{limit} requests from this address are already waiting for output")]
+    TooManyPendingFromClient { limit: usize },
     /// 409: nothing produced output before the deadline (the WHEP draft's "not published").
     #[error("stream {0} has no output yet")]
     NotPublished(StreamKey),
@@ -58,6 +65,8 @@ impl PlayError {
             PlayError::BadOffer(_) | PlayError::Unusable(_) => "bad_offer",
             PlayError::TooManyViewers { .. } => "too_many_viewers",
             PlayError::Overloaded => "overloaded",
+            PlayError::TooManySessions { .. } => "too_many_sessions",
+            PlayError::TooManyPendingFromClient { .. } => "too_many_pending_from_client",
             PlayError::NotPublished(_) => "not_published",
             PlayError::StreamEnded(_) => "stream_ended",
             PlayError::ShuttingDown => "shutting_down",
@@ -71,6 +80,9 @@ pub struct PlayOptions {
     /// `?server_metrics=1`: send the session's and stream's figures on the viewer's data
     /// channel every second.
     pub server_metrics: bool,
+    /// The address the request came from, for the per-client cap on waiting requests
+    /// ([`WhepConfig::max_pending_per_ip`]); `None`: not counted per client.
+    pub client_ip: Option<IpAddr>,
 }
 
 /// A session that was created.
@@ -117,6 +129,9 @@ struct Table {
     /// Seats per stream: sessions plus requests still waiting.
     seats: HashMap<StreamKey, usize>,
     pending: usize,
+    /// Waiting requests per client address, when they are capped; an address leaves the map
+    /// with its last request.
+    pending_by_ip: HashMap<IpAddr, usize>,
 }
 
 impl WhepServer {
@@ -177,7 +192,7 @@ impl WhepServer {
         let seat = Seat::take(&self.inner, &stream)?;
         let deadline = posted_at + self.inner.config.wait_timeout;
 
-        let pending = Pending::enter(&self.inner)?;
+        let pending = Pending::enter(&self.inner, options.client_ip)?;
         let waited = tokio::select! {
             waited = self.wait_for_tracks(&stream, deadline) => waited,
             _ = self.inner.shutdown.cancelled() => Err(PlayError::ShuttingDown),
@@ -206,6 +221,7 @@ impl WhepServer {
                     tracks.codecs()
                 )),
                 AcceptError::Negotiation(e) => PlayError::Unusable(e),
+                AcceptError::TooManySessions { limit } => PlayError::TooManySessions { limit },
                 AcceptError::ShuttingDown => PlayError::ShuttingDown,
             })?;
 
@@ -420,13 +436,17 @@ impl Drop for Seat {
     }
 }
 
-/// A request waiting for output, counted against [`WhepConfig::max_pending`].
+/// A request waiting for output, counted against [`WhepConfig::max_pending`] and, per
+/// client address, [`WhepConfig::max_pending_per_ip`]: one client holding every waiting
+/// place would lock every other viewer out.
 struct Pending {
     inner: Arc<Inner>,
+    /// The client address counted in `pending_by_ip`, if any.
+    client_ip: Option<IpAddr>,
 }
 
 impl Pending {
-    fn enter(inner: &Arc<Inner>) -> Result<Pending, PlayError> {
+    fn enter(inner: &Arc<Inner>, client_ip: Option<IpAddr>) -> Result<Pending, PlayError> {
         if inner.shutdown.is_cancelled() {
             return Err(PlayError::ShuttingDown);
         }
@@ -434,17 +454,35 @@ impl Pending {
         if table.pending >= inner.config.max_pending {
             return Err(PlayError::Overloaded);
         }
+        let counted = client_ip.zip(inner.config.max_pending_per_ip);
+        if let Some((ip, limit)) = counted {
+            let from_ip = table.pending_by_ip.entry(ip).or_insert(0);
+            if *from_ip >= limit {
+                return Err(PlayError::TooManyPendingFromClient { limit });
+            }
+            *from_ip += 1;
+        }
         table.pending += 1;
         inner.metrics.pending_requests.inc();
         Ok(Pending {
             inner: inner.clone(),
+            client_ip: counted.map(|(ip, _)| ip),
         })
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.inner.table.lock().pending -= 1;
+        let mut table = self.inner.table.lock();
+        table.pending -= 1;
+        if let Some(ip) = self.client_ip {
+            if let Some(from_ip) = table.pending_by_ip.get_mut(&ip) {
+                *from_ip -= 1;
+                if *from_ip == 0 {
+                    table.pending_by_ip.remove(&ip);
+                }
+            }
+        }
         self.inner.metrics.pending_requests.dec();
     }
 }

@@ -105,6 +105,7 @@ fn publish_error(server: &WhipServer, error: PublishError) -> HttpError {
         PublishError::AlreadyLive(_) => HttpError::new(StatusCode::CONFLICT, reason),
         PublishError::Denied(_) => HttpError::new(StatusCode::FORBIDDEN, reason),
         PublishError::TooManyStreams(_)
+        | PublishError::TooManySessions(_)
         | PublishError::ShuttingDown
         | PublishError::AuthUnavailable(_) => {
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)

@@ -45,6 +45,9 @@ pub enum PublishError {
     /// 503: `LIVE_AI_MAX_STREAMS` streams are published.
     #[error("the gateway already carries {0} streams")]
     TooManyStreams(usize),
+    /// 503: `LIVE_AI_MAX_SESSIONS` peer connections (WHIP and WHEP) are open.
+    #[error("the gateway already has {0} WebRTC sessions, its limit")]
+    TooManySessions(usize),
     /// 503.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -64,6 +67,7 @@ impl PublishError {
             PublishError::Unprocessable(_) => "unprocessable",
             PublishError::AlreadyLive(_) => "already_live",
             PublishError::TooManyStreams(_) => "too_many_streams",
+            PublishError::TooManySessions(_) => "too_many_sessions",
             PublishError::ShuttingDown => "shutting_down",
             PublishError::Denied(_) => "denied",
             PublishError::AuthUnavailable(_) => "auth_unavailable",
@@ -222,6 +226,7 @@ impl WhipServer {
                 return Err(match e {
                     AcceptError::Offer(e) => PublishError::Unprocessable(e.to_string()),
                     AcceptError::Negotiation(e) => PublishError::Unprocessable(e),
+                    AcceptError::TooManySessions { limit } => PublishError::TooManySessions(limit),
                     AcceptError::ShuttingDown => PublishError::ShuttingDown,
                 });
             }
