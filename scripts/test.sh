@@ -19,6 +19,13 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# PyAV (and numpy) for the PyAV example worker's test, in a venv of our own, from PyPI.
+pyav_venv=target/pyav-venv
+if ! "$pyav_venv/bin/python" -c 'import av, numpy' 2>/dev/null; then
+  python3 -m venv "$pyav_venv"
+  "$pyav_venv/bin/pip" install -q --disable-pip-version-check av numpy
+fi
+export LIVEGATE_TEST_PYTHON=$PWD/$pyav_venv/bin/python
 cargo test --workspace --locked
 scripts/validate-deploy.sh
 scripts/browser-test.sh 3

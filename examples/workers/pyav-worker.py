@@ -55,7 +55,10 @@ def main():
         out_video.pix_fmt = "yuv420p"
         out_video.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0",
                              "g": "30", "profile": "baseline"}
+        # The encoder counts in the input's 90 kHz ticks, not in frames of `rate`: a frame
+        # keeps its exact PTS (rounded to 1/30 s it would no longer match its input frame).
         out_video.time_base = in_video.time_base
+        out_video.codec_context.time_base = in_video.time_base
     if in_audio is not None:
         out_audio = sink.add_stream("libopus", rate=48000)
         out_audio.layout = "stereo"

@@ -1,5 +1,5 @@
 //! The exec pipeline with real processes: `cat` gives back the input, the ffmpeg example
-//! worker gives H.264 + Opus, a crashing worker is restarted with backoff as new output
+//! worker gives H.264 + Opus, the PyAV example transforms every picture, a crashing worker is restarted with backoff as new output
 //! generations, and closing the stream kills the worker with everything it started.
 
 use std::os::unix::process::ExitStatusExt;
@@ -143,6 +143,61 @@ async fn the_ffmpeg_example_worker_outputs_h264_without_b_frames_and_opus() {
         "audio lost"
     );
     // The effect changed the pictures: no output picture is an input picture.
+    assert!(got_video
+        .iter()
+        .all(|au| sent_video.iter().all(|s| s.data != au.data)));
+
+    let status = worker.finished().await;
+    assert_eq!(status.starts, 1);
+    assert!(status.last_exit.unwrap().success(), "{status:?}");
+}
+
+/// The Python with PyAV and numpy that runs the PyAV example: `LIVEGATE_TEST_PYTHON`
+/// (scripts/test.sh makes a venv and sets it), else `python3`.
+fn pyav_python() -> String {
+    let python = std::env::var("LIVEGATE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let found = std::process::Command::new(&python)
+        .args(["-c", "import av, numpy"])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "{python} cannot import av and numpy: run scripts/test.sh, or set LIVEGATE_TEST_PYTHON \
+         to a Python with `pip install av numpy`"
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pyav_example_worker_transforms_every_picture_and_keeps_timestamps() {
+    let script = repo_path("examples/workers/pyav-worker.py");
+    let command_line = format!("{} {}", pyav_python(), script.display());
+    let (ts, chunks, worker) = run_fixture_through(&command_line).await;
+
+    let sent = access_units(&ts);
+    let got = access_units(&chunks.concat());
+    let video = |units: &[AccessUnit]| -> Vec<AccessUnit> {
+        units
+            .iter()
+            .filter(|au| au.codec == Codec::H264)
+            .cloned()
+            .collect()
+    };
+    let (sent_video, got_video) = (video(&sent), video(&got));
+    assert_eq!(
+        got_video.len(),
+        sent_video.len(),
+        "one picture out per picture in"
+    );
+    assert!(got_video[0].keyframe, "the output starts decodable");
+    // Timestamps kept: the gateway matches output to input by PTS for latency.
+    let pts = |units: &[AccessUnit]| units.iter().map(|au| au.pts).collect::<Vec<_>>();
+    assert_eq!(pts(&got_video), pts(&sent_video));
+    assert!(
+        got.iter().any(|au| au.codec == Codec::Opus),
+        "audio is carried on"
+    );
+    // The placeholder model inverted the pictures: none is an input picture.
     assert!(got_video
         .iter()
         .all(|au| sent_video.iter().all(|s| s.data != au.data)));
