@@ -17,7 +17,10 @@ use livegate_rtc::IceServer;
 use livegate_whip::OnConflict;
 
 /// Settings of one gateway process. `livegate --help` lists them with their defaults.
-#[derive(Debug, Clone, Parser)]
+///
+/// `Debug` prints tokens, secrets, the Redis URL (which may hold a password) and the ICE
+/// servers' credentials as `***`, so a config can be logged whole.
+#[derive(Clone, Parser)]
 #[command(
     name = "livegate",
     version,
@@ -213,6 +216,26 @@ pub struct Config {
     )]
     pub whep_max_sessions: usize,
 
+    /// Most WHEP requests from one client address waiting for output at once; beyond it
+    /// 429, so one client cannot hold every waiting place. `0`: unlimited.
+    #[arg(
+        long,
+        env = "LIVE_AI_WHEP_MAX_PENDING_PER_IP",
+        value_name = "LIVE_AI_WHEP_MAX_PENDING_PER_IP",
+        default_value = "64"
+    )]
+    pub whep_max_pending_per_ip: usize,
+
+    /// Most WebRTC peer connections at once, WHIP publishers and WHEP viewers together;
+    /// beyond it 503 with `Retry-After`. `0`: unlimited.
+    #[arg(
+        long,
+        env = "LIVE_AI_MAX_SESSIONS",
+        value_name = "LIVE_AI_MAX_SESSIONS",
+        default_value = "0"
+    )]
+    pub max_sessions: usize,
+
     /// Bearer token every WHEP request must carry (`Authorization: Bearer ...`). Empty: no
     /// token needed.
     #[arg(
@@ -229,9 +252,102 @@ pub struct Config {
     #[arg(long, env = "LIVE_AI_TEST_STREAM", value_name = "LIVE_AI_TEST_STREAM", default_value = "", value_parser = parse_test_streams)]
     pub test_stream: TestStreams,
 
+    /// How long a client may take to send a request's headers, and an SDP offer's or
+    /// trickle-ICE fragment's whole body; a slower one is cut off (slow-loris).
+    #[arg(long, env = "LIVE_AI_HTTP_READ_TIMEOUT", value_name = "LIVE_AI_HTTP_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_read_timeout: Duration,
+
     /// How long a SIGTERM/SIGINT drain may take before the process exits anyway.
     #[arg(long, env = "LIVE_AI_SHUTDOWN_TIMEOUT", value_name = "LIVE_AI_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`: a new field does not compile until it is listed here,
+        // so a new secret cannot slip into the output unredacted.
+        let Config {
+            http_addr,
+            whip_addr,
+            whep_addr,
+            nat_ip,
+            ice_tcp,
+            whip_echo,
+            ice_servers,
+            allow_cors,
+            log_format,
+            log_level,
+            pipeline,
+            out_timeout,
+            max_restarts,
+            restart_window,
+            upstream_token,
+            min_seg_dur,
+            whip_token,
+            auth_webhook_url,
+            max_streams,
+            whip_on_conflict,
+            republish_grace,
+            whip_media_timeout,
+            whep_wait_timeout,
+            whep_max_sessions,
+            whep_max_pending_per_ip,
+            max_sessions,
+            whep_token,
+            test_stream,
+            http_read_timeout,
+            shutdown_timeout,
+        } = self;
+        f.debug_struct("Config")
+            .field("http_addr", http_addr)
+            .field("whip_addr", whip_addr)
+            .field("whep_addr", whep_addr)
+            .field("nat_ip", nat_ip)
+            .field("ice_tcp", ice_tcp)
+            .field("whip_echo", whip_echo)
+            .field(
+                "ice_servers",
+                &format_args!("{} servers (***)", ice_servers.0.len()),
+            )
+            .field("allow_cors", allow_cors)
+            .field("log_format", log_format)
+            .field("log_level", log_level)
+            .field("pipeline", pipeline)
+            .field("out_timeout", out_timeout)
+            .field("max_restarts", max_restarts)
+            .field("restart_window", restart_window)
+            .field("upstream_token", &Redacted(upstream_token))
+            .field("min_seg_dur", min_seg_dur)
+            .field("whip_token", &Redacted(whip_token))
+            .field("auth_webhook_url", auth_webhook_url)
+            .field("max_streams", max_streams)
+            .field("whip_on_conflict", whip_on_conflict)
+            .field("republish_grace", republish_grace)
+            .field("whip_media_timeout", whip_media_timeout)
+            .field("whep_wait_timeout", whep_wait_timeout)
+            .field("whep_max_sessions", whep_max_sessions)
+            .field("whep_max_pending_per_ip", whep_max_pending_per_ip)
+            .field("max_sessions", max_sessions)
+            .field("whep_token", &Redacted(whep_token))
+            .field("test_stream", test_stream)
+            .field("http_read_timeout", http_read_timeout)
+            .field("shutdown_timeout", shutdown_timeout)
+            .finish()
+    }
+}
+
+/// A secret in `Debug` output: `***` when set, `""` when not (whether it is set is useful,
+/// its value never is).
+struct Redacted<'a>(&'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("***")
+        }
+    }
 }
 
 impl Config {
@@ -362,6 +478,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_redacts_tokens_and_secrets() {
+        let config = Config::try_parse_from([
+            "livegate",
+            "--whip-token",
+            "tok-whip",
+            "--whep-token",
+            "tok-whep",
+            "--upstream-token",
+            "tok-upstream",
+            "--ice-servers",
+            "turn:user:tok-turn@turn.example.org:3478",
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        for secret in ["tok-whip", "tok-whep", "tok-upstream", "tok-turn"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains(r#"whip_token: ***"#), "{debug}");
+        assert!(debug.contains("http_addr: 0.0.0.0:8935"), "{debug}");
+    }
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("livegate").chain(args.iter().copied()))

@@ -5,6 +5,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod rtc_metrics;
+mod serve;
 mod status;
 pub mod telemetry;
 
@@ -25,7 +26,7 @@ use livegate_pipeline::file_source::FileSource;
 use livegate_pipeline::supervise::metrics::PipelineMetrics;
 use livegate_pipeline::trickle::TrickleSpec;
 use livegate_pipeline::{Pipeline, WorkerContext};
-use livegate_rtc::{RtcConfig, RtcServer};
+use livegate_rtc::{RtcConfig, RtcServer, SessionLimit};
 use livegate_trickle::{ServerConfig as TrickleServerConfig, TrickleServer};
 use livegate_upstream::{UpstreamOptions, WhipUpstream};
 use livegate_whep::{OutputConfig, StreamOutputs, WhepConfig, WhepMetrics, WhepServer};
@@ -63,6 +64,9 @@ impl Gateway {
         let http_addr = listener.local_addr()?;
 
         let mut servers = Vec::new();
+        // One count over both roles' servers (LIVE_AI_MAX_SESSIONS).
+        let session_limit =
+            (config.max_sessions > 0).then(|| SessionLimit::new(config.max_sessions));
         for (role, variable, addr) in [
             ("whip", "LIVE_AI_WHIP_ADDR", config.whip_addr),
             ("whep", "LIVE_AI_WHEP_ADDR", config.whep_addr),
@@ -73,6 +77,7 @@ impl Gateway {
             let mut rtc_config = RtcConfig::new(bind);
             rtc_config.advertised_ips = config.nat_ip.0.clone();
             rtc_config.ice_tcp = config.ice_tcp;
+            rtc_config.session_limit = session_limit.clone();
             let server = RtcServer::bind(rtc_config)
                 .await
                 .with_context(|| format!("{variable}: cannot bind UDP {bind}"))?;
@@ -129,6 +134,8 @@ impl Gateway {
                     wait_timeout: config.whep_wait_timeout,
                     max_sessions_per_stream: (config.whep_max_sessions > 0)
                         .then_some(config.whep_max_sessions),
+                    max_pending_per_ip: (config.whep_max_pending_per_ip > 0)
+                        .then_some(config.whep_max_pending_per_ip),
                     token: (!config.whep_token.is_empty())
                         .then(|| BearerToken::new(config.whep_token.clone())),
                     ice_server_links: ice_server_links(config)?,
@@ -188,10 +195,10 @@ impl Gateway {
             whip.clone(),
         );
         let stop = shutdown.clone();
+        let read_timeout = config.http_read_timeout;
         let http_task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+            // serve gives every request its ConnectInfo<SocketAddr> (the per-client WHEP cap).
+            serve::serve(listener, app, read_timeout, stop).await
         });
 
         ready.store(true, Ordering::Release);
