@@ -29,3 +29,11 @@ export LIVEGATE_TEST_PYTHON=$PWD/$pyav_venv/bin/python
 cargo test --workspace --locked
 scripts/validate-deploy.sh
 scripts/browser-test.sh 3
+# Dependency policy of deny.toml: licenses, bans, sources (and advisories where the RustSec
+# database can be fetched).
+scripts/deny.sh
+# Every fuzz target for 10 s; the fuzz build is kept between CI runs on one machine.
+FUZZ_SECONDS=10 FUZZ_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/livegate/fuzz-target" scripts/fuzz.sh
+# The short soak: 60 s of publishers, viewers and worker kills, then sessions, streams and
+# tasks back to idle and RSS within 10 % of its warm value.
+SOAK_SECONDS=60 SOAK_CYCLES=10 SOAK_JOINS=100 SOAK_KILLS=4 SOAK_PROFILE=dev scripts/soak.sh
