@@ -76,7 +76,8 @@ pub use status::{Phase, StartupPhases, UpstreamStatus};
 pub use whip_http::PARAMS_QUERY;
 
 /// How upstream connections are made. `Default` gives the values documented on each field.
-#[derive(Debug, Clone)]
+/// `Debug` prints the bearer token as `***`.
+#[derive(Clone)]
 pub struct UpstreamOptions {
     /// The socket address of each connection (also its ICE host candidate, so a concrete
     /// IP; port 0 lets the OS choose). `None` (default): this host's address towards the
@@ -111,6 +112,44 @@ pub struct UpstreamOptions {
     pub backoff: Backoff,
     /// How the upstream's media is turned into MPEG-TS (default as for a publisher).
     pub ingest: IngestConfig,
+}
+
+impl std::fmt::Debug for UpstreamOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`, so a new field is listed here before it compiles.
+        let UpstreamOptions {
+            bind,
+            bearer_token,
+            request_timeout,
+            delete_timeout,
+            connect_timeout,
+            h264_profile_level_id,
+            dtls_passive,
+            ice_check_interval,
+            data_channel_label,
+            max_held_bytes,
+            output_capacity_bytes,
+            max_pending_data_messages,
+            backoff,
+            ingest,
+        } = self;
+        f.debug_struct("UpstreamOptions")
+            .field("bind", bind)
+            .field("bearer_token", &bearer_token.as_ref().map(|_| "***"))
+            .field("request_timeout", request_timeout)
+            .field("delete_timeout", delete_timeout)
+            .field("connect_timeout", connect_timeout)
+            .field("h264_profile_level_id", h264_profile_level_id)
+            .field("dtls_passive", dtls_passive)
+            .field("ice_check_interval", ice_check_interval)
+            .field("data_channel_label", data_channel_label)
+            .field("max_held_bytes", max_held_bytes)
+            .field("output_capacity_bytes", output_capacity_bytes)
+            .field("max_pending_data_messages", max_pending_data_messages)
+            .field("backoff", backoff)
+            .field("ingest", ingest)
+            .finish()
+    }
 }
 
 impl Default for UpstreamOptions {
@@ -237,5 +276,21 @@ impl UpstreamConnector for WhipUpstream {
                 tracing::error!(stream = %key, "the upstream worker needs a tokio runtime; the stream gets no output")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_does_not_print_the_bearer_token() {
+        let options = UpstreamOptions {
+            bearer_token: Some("s3cret-up".into()),
+            ..UpstreamOptions::default()
+        };
+        let debug = format!("{options:?}");
+        assert!(!debug.contains("s3cret-up"), "{debug}");
+        assert!(debug.contains(r#"bearer_token: Some("***")"#), "{debug}");
     }
 }
