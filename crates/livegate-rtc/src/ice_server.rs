@@ -24,7 +24,8 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 /// One STUN or TURN server as a client's `RTCIceServer` wants it (W3C WebRTC §4.2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` prints the credential as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IceServer {
     /// STUN/TURN URIs without credentials, e.g. `turn:turn.example.org:3478?transport=udp`.
     pub urls: Vec<String>,
@@ -32,6 +33,16 @@ pub struct IceServer {
     pub username: Option<String>,
     /// TURN password (the only credential type RFC 9725 §4.4 names).
     pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &self.credential.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Why an ICE server entry was refused; each names the entry (credentials left out).
@@ -240,6 +251,14 @@ fn percent_decode(text: &str, url: &str) -> Result<String, IceServerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_does_not_print_the_credential() {
+        let server: IceServer = "turn:user:pa55word@turn.example.org:3478".parse().unwrap();
+        let debug = format!("{server:?}");
+        assert!(!debug.contains("pa55word"), "{debug}");
+        assert!(debug.contains(r#"credential: Some("***")"#), "{debug}");
+    }
 
     #[test]
     fn parses_the_documented_example() {
