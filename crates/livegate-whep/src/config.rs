@@ -1,9 +1,12 @@
 //! Settings of the WHEP endpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use livegate_wish::BearerToken;
+
+use crate::remote::RemoteStreams;
 
 /// How the WHEP endpoint admits and serves viewers.
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct WhepConfig {
     pub ice_server_links: Vec<HeaderValue>,
     /// Interval of the opt-in `server_metrics` data-channel messages.
     pub server_metrics_interval: Duration,
+    /// Streams published on other gateways of a fleet ([`crate::remote`]); `None`:
+    /// standalone, every stream is local.
+    pub remote: Option<Arc<dyn RemoteStreams>>,
 }
 
 impl Default for WhepConfig {
@@ -42,6 +48,7 @@ impl Default for WhepConfig {
             token: None,
             ice_server_links: Vec::new(),
             server_metrics_interval: Duration::from_secs(1),
+            remote: None,
         }
     }
 }

@@ -109,10 +109,17 @@ async fn play_stream(
             .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
         client_ip,
     };
-    let played = server
-        .play(key.clone(), offer, options)
-        .await
-        .map_err(|e| play_error(server, e))?;
+    let played = match server.play(key.clone(), offer, options).await {
+        // The fleet's origin serves this stream (LIVE_AI_CLUSTER_REDIRECT).
+        Err(PlayError::Redirect(url)) => {
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, ascii_header(&url))],
+            )
+                .into_response())
+        }
+        played => played.map_err(|e| play_error(server, e))?,
+    };
 
     let location = session_path(&key, played.id);
     let mut response = created(
@@ -142,7 +149,11 @@ fn play_error(server: &WhepServer, error: PlayError) -> HttpError {
         PlayError::NotPublished(_) | PlayError::StreamEnded(_) => {
             HttpError::new(StatusCode::CONFLICT, reason).retry_after(retry_after)
         }
-        PlayError::Overloaded | PlayError::TooManySessions { .. } | PlayError::ShuttingDown => {
+        PlayError::Redirect(_) => HttpError::new(StatusCode::TEMPORARY_REDIRECT, reason),
+        PlayError::Overloaded
+        | PlayError::TooManySessions { .. }
+        | PlayError::ShuttingDown
+        | PlayError::ClusterUnavailable(_) => {
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason).retry_after(retry_after)
         }
     }

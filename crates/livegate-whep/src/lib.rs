@@ -29,6 +29,7 @@ pub mod http;
 mod metrics;
 pub mod output;
 pub mod packetize;
+pub mod remote;
 mod server;
 mod server_metrics;
 mod session;
@@ -36,6 +37,7 @@ mod viewer;
 
 pub use config::WhepConfig;
 pub use metrics::WhepMetrics;
+pub use remote::{AttachFuture, Attachment, RemoteLease, RemoteStreams, RemoteUnavailable};
 pub use server::{PlayError, PlayOptions, Played, WhepServer};
 
 pub use frame::MediaFrame;

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::config::WhepConfig;
 use crate::metrics::WhepMetrics;
 use crate::output::{StreamOutput, StreamOutputs, TracksError};
+use crate::remote::{Attachment, RemoteLease, RemoteUnavailable};
 use crate::session::{self, SessionTask};
 
 /// Longest a DELETE waits for the session's event loop to take the close.
@@ -56,6 +57,12 @@ pub enum PlayError {
     /// 503.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// 307: the stream plays from another gateway of the fleet, at this WHEP URL.
+    #[error("stream plays at {0}")]
+    Redirect(String),
+    /// 503: the fleet's registry cannot say where the stream is.
+    #[error(transparent)]
+    ClusterUnavailable(#[from] RemoteUnavailable),
 }
 
 impl PlayError {
@@ -70,6 +77,8 @@ impl PlayError {
             PlayError::NotPublished(_) => "not_published",
             PlayError::StreamEnded(_) => "stream_ended",
             PlayError::ShuttingDown => "shutting_down",
+            PlayError::Redirect(_) => "redirected",
+            PlayError::ClusterUnavailable(_) => "cluster_unavailable",
         }
     }
 }
@@ -189,12 +198,12 @@ impl WhepServer {
     ) -> Result<Played, PlayError> {
         // Refuse an unusable offer before making the client wait for output.
         check_offer(&Offer::parse(&offer)?)?;
-        let seat = Seat::take(&self.inner, &stream)?;
+        let mut seat = Seat::take(&self.inner, &stream)?;
         let deadline = posted_at + self.inner.config.wait_timeout;
 
         let pending = Pending::enter(&self.inner, options.client_ip)?;
         let waited = tokio::select! {
-            waited = self.wait_for_tracks(&stream, deadline) => waited,
+            waited = self.attach_and_wait(&stream, deadline, &mut seat) => waited,
             _ = self.inner.shutdown.cancelled() => Err(PlayError::ShuttingDown),
         };
         drop(pending);
@@ -258,6 +267,24 @@ impl WhepServer {
             answer: accepted.answer,
             etag: accepted.etag,
         })
+    }
+
+    /// Asks the fleet where `stream` plays from (a pulled stream's lease goes with the
+    /// viewer's seat), then waits for its tracks.
+    async fn attach_and_wait(
+        &self,
+        stream: &StreamKey,
+        deadline: Instant,
+        seat: &mut Seat,
+    ) -> Result<(crate::ViewerFeed, crate::OutputTracks), PlayError> {
+        if let Some(remote) = &self.inner.config.remote {
+            match remote.attach(stream, deadline).await? {
+                Attachment::Local => {}
+                Attachment::Pulled(lease) => seat.remote = Some(lease),
+                Attachment::Redirect(url) => return Err(PlayError::Redirect(url)),
+            }
+        }
+        self.wait_for_tracks(stream, deadline).await
     }
 
     async fn wait_for_tracks(
@@ -396,6 +423,8 @@ fn check_offer(offer: &Offer) -> Result<(), PlayError> {
 pub(crate) struct Seat {
     inner: Arc<Inner>,
     stream: StreamKey,
+    /// Keeps a stream pulled from another gateway fed while this viewer needs it.
+    remote: Option<RemoteLease>,
 }
 
 impl Seat {
@@ -415,6 +444,7 @@ impl Seat {
         Ok(Seat {
             inner: inner.clone(),
             stream: stream.clone(),
+            remote: None,
         })
     }
 }
