@@ -10,6 +10,7 @@ use clap::Parser;
 use livegate::config::Config;
 use livegate::Gateway;
 use livegate_bench::whep::{WhepClient, WhepClientError, WhepOptions};
+use livegate_bench::whip::{WhipClient, WhipOptions};
 use reqwest::Method;
 use tokio::time::Instant;
 
@@ -212,6 +213,33 @@ async fn whip_endpoint_refuses_bad_input() {
         )
         .expect(405, ""),
     ];
+    // A real publisher (no media needed: the session exists from the 201), for the session
+    // rows.
+    let publisher = WhipClient::new()
+        .publish(&format!("{base}/live/live1/whip"), &WhipOptions::default())
+        .await
+        .unwrap();
+    let resource = publisher.location().to_owned();
+    let trickle = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
+    rows.extend([
+        row(
+            "second publisher of a live key",
+            Method::POST,
+            "/live/live1/whip",
+        )
+        .sdp(offer("sendonly"))
+        .expect(409, "stream live1 already has a live publisher"),
+        // RFC 9725 §4.3.1: a PATCH needs If-Match (428) and it must match (412).
+        row("PATCH without If-Match", Method::PATCH, resource.clone())
+            .typed("application/trickle-ice-sdpfrag", trickle)
+            .expect(428, ""),
+        row("PATCH with a stale ETag", Method::PATCH, resource.clone())
+            .typed("application/trickle-ice-sdpfrag", trickle)
+            .header("if-match", "\"stale\"")
+            .expect(412, ""),
+        row("DELETE", Method::DELETE, resource.clone()).expect(200, ""),
+        row("DELETE twice", Method::DELETE, resource.clone()).expect(404, "no such WHIP session"),
+    ]);
     for (name, key, reason) in bad_keys() {
         rows.push(
             row(name, Method::POST, format!("/live/{key}/whip"))
