@@ -35,6 +35,11 @@ fi
 work=$(mktemp -d)
 gateway=
 cleanup() {
+  local status=$?
+  if ((status != 0)) && [[ -f $work/gateway.log ]]; then
+    echo "soak: failed; the gateway's last log lines:" >&2
+    tail -n 30 "$work/gateway.log" >&2
+  fi
   if [[ -n $gateway ]] && kill -0 "$gateway" 2>/dev/null; then
     kill "$gateway"
     wait "$gateway" 2>/dev/null || true

@@ -26,13 +26,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use livegate_bench::whep::{WhepClient, WhepClientError, WhepOptions};
-use livegate_bench::whip::{MediaFile, WhipClient, WhipClientError, WhipOptions};
+use livegate_bench::whip::{MediaFile, WhipClient, WhipOptions};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::proc_stat;
 use super::summary::{Tally, TallyEntry};
+use super::whep::failure_label as whep_failure;
+use super::whip::failure_label as whip_failure;
 use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
 
 /// Most publish cycles and worker kills one run may do.
@@ -422,24 +424,6 @@ fn parent_pid(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn whip_failure(error: &WhipClientError) -> String {
-    match error {
-        WhipClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
-        WhipClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
-        WhipClientError::Closed { state, .. } => format!("connection {state}"),
-        other => other.to_string(),
-    }
-}
-
-fn whep_failure(error: &WhepClientError) -> String {
-    match error {
-        WhepClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
-        WhepClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
-        WhepClientError::Closed { state, .. } => format!("connection {state}"),
-        other => other.to_string(),
-    }
 }
 
 fn print_text(report: &Report) {

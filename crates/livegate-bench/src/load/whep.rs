@@ -266,7 +266,7 @@ async fn open_one(
 
 /// Groups failures: the gateway's status and reason, or the kind of local failure without
 /// the counts that would make every label unique.
-fn failure_label(error: &WhepClientError) -> String {
+pub(super) fn failure_label(error: &WhepClientError) -> String {
     match error {
         WhepClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
         WhepClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),

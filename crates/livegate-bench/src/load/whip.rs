@@ -302,7 +302,7 @@ async fn open_one(
 }
 
 /// Groups failures: the gateway's status and reason, or the kind of local failure.
-fn failure_label(error: &WhipClientError) -> String {
+pub(super) fn failure_label(error: &WhipClientError) -> String {
     match error {
         WhipClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
         WhipClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
