@@ -1,5 +1,6 @@
 //! Settings of the WHIP endpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -8,6 +9,7 @@ use livegate_whep::StreamOutputs;
 use livegate_wish::BearerToken;
 
 use crate::auth::AuthWebhook;
+use crate::origin::OriginClaims;
 use crate::IngestConfig;
 
 /// What a second publisher of a live stream key gets.
@@ -68,6 +70,9 @@ pub struct WhipConfig {
     /// on its own peer connection ([`crate::echo`]): the gateway's WHEP outputs, so a stream
     /// has one output reader. `None`: every publisher is answered `recvonly`.
     pub echo: Option<StreamOutputs>,
+    /// Makes this gateway a stream's origin in a fleet ([`crate::origin`]), asked before a
+    /// key is reserved; `None`: standalone.
+    pub origin: Option<Arc<dyn OriginClaims>>,
 }
 
 impl Default for WhipConfig {
@@ -84,6 +89,7 @@ impl Default for WhipConfig {
             ingest: IngestConfig::default(),
             workers: WorkerContext::default(),
             echo: None,
+            origin: None,
         }
     }
 }

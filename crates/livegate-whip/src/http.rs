@@ -107,7 +107,8 @@ fn publish_error(server: &WhipServer, error: PublishError) -> HttpError {
         PublishError::TooManyStreams(_)
         | PublishError::TooManySessions(_)
         | PublishError::ShuttingDown
-        | PublishError::AuthUnavailable(_) => {
+        | PublishError::AuthUnavailable(_)
+        | PublishError::ClusterUnavailable(_) => {
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)
                 .retry_after(server.config().retry_after)
         }

@@ -24,6 +24,7 @@ use crate::config::{OnConflict, WhipConfig};
 use crate::data_channel::DataChannelRelay;
 use crate::echo::{self, Echo};
 use crate::metrics::WhipMetrics;
+use crate::origin::{ClaimError, OriginClaim};
 use crate::session::{self, PublishTask};
 use crate::Ingest;
 
@@ -57,6 +58,9 @@ pub enum PublishError {
     /// 503: the auth webhook could not decide.
     #[error("{0}")]
     AuthUnavailable(String),
+    /// 503: the fleet's registry cannot be reached to make this gateway the origin.
+    #[error("{0}")]
+    ClusterUnavailable(String),
 }
 
 impl PublishError {
@@ -71,6 +75,7 @@ impl PublishError {
             PublishError::ShuttingDown => "shutting_down",
             PublishError::Denied(_) => "denied",
             PublishError::AuthUnavailable(_) => "auth_unavailable",
+            PublishError::ClusterUnavailable(_) => "cluster_unavailable",
         }
     }
 }
@@ -101,6 +106,8 @@ struct StreamSlot {
     /// Whether a publisher ever wrote the stream's own input buffer; later ones get a fresh
     /// buffer each (the old one is closed).
     input_used: bool,
+    /// This gateway is the stream's origin in a fleet while held; dropped with the slot.
+    claim: Option<OriginClaim>,
 }
 
 /// The WHIP endpoint: every publisher of one gateway. Cheap to clone.
@@ -212,7 +219,8 @@ impl WhipServer {
             None => (self.inner.pipeline.clone(), None),
         };
         let id = ResourceId::random();
-        let (stream, replaced) = self.reserve(&key, id)?;
+        let claim = self.claim_origin(&key).await?;
+        let (stream, replaced) = self.reserve(&key, id, claim)?;
         if let Some(old) = replaced {
             tracing::info!(stream = %key, session = %old.handle.id(), "replacing the live publisher");
             old.cancel.cancel();
@@ -289,6 +297,7 @@ impl WhipServer {
         &self,
         key: &StreamKey,
         id: ResourceId,
+        claim: Option<OriginClaim>,
     ) -> Result<(Arc<Stream>, Option<Arc<PublisherEntry>>), PublishError> {
         let inner = &self.inner;
         let mut table = inner.table.lock();
@@ -303,6 +312,9 @@ impl WhipServer {
             };
             slot.publisher = Some(id);
             slot.epoch += 1;
+            if let Some(claim) = &slot.claim {
+                claim.set_idle(false);
+            }
             return Ok((slot.stream.clone(), replaced));
         }
         if let Some(limit) = inner.config.max_streams {
@@ -314,6 +326,9 @@ impl WhipServer {
             // A test stream (LIVE_AI_TEST_STREAM) or another part owns the key.
             RegistryError::AlreadyLive(key) => PublishError::AlreadyLive(key),
         })?;
+        if let Some(claim) = &claim {
+            Inner::watch_claim(inner, key, &stream, claim);
+        }
         table.streams.insert(
             key.clone(),
             StreamSlot {
@@ -321,9 +336,29 @@ impl WhipServer {
                 publisher: Some(id),
                 epoch: 0,
                 input_used: false,
+                claim,
             },
         );
         Ok((stream, None))
+    }
+
+    /// In a fleet, makes this gateway `key`'s origin before the key is reserved, so a key
+    /// published on another node is refused before anything changes here.
+    async fn claim_origin(&self, key: &StreamKey) -> Result<Option<OriginClaim>, PublishError> {
+        let Some(origin) = &self.inner.config.origin else {
+            return Ok(None);
+        };
+        let replace = self.inner.config.on_conflict == OnConflict::Replace;
+        match origin.claim(key, replace).await {
+            Ok(claim) => Ok(Some(claim)),
+            Err(ClaimError::Taken { stream, node }) => {
+                tracing::info!(stream = %stream, origin = %node, "refused: published on another gateway");
+                Err(PublishError::AlreadyLive(stream))
+            }
+            Err(e @ ClaimError::Unavailable(_)) => {
+                Err(PublishError::ClusterUnavailable(e.to_string()))
+            }
+        }
     }
 
     /// Ends a publish (HTTP DELETE). `false` when there is no such session of `stream`.
@@ -444,6 +479,10 @@ impl Inner {
             }
             slot.publisher = None;
             slot.epoch += 1;
+            if let Some(claim) = &slot.claim {
+                // A publisher coming back on another gateway may take the stream over.
+                claim.set_idle(true);
+            }
             (slot.epoch, slot.stream.clone())
         };
         let (epoch, stream) = grace;
@@ -461,6 +500,35 @@ impl Inner {
                 _ = output.wait_for(|slot| slot.closed) => {}
             }
             inner.close_stream(&key, epoch);
+        });
+    }
+
+    /// Ends `stream` at once when another gateway takes it over (its claim is lost): the
+    /// publisher's session is closed and the stream with it, so a fleet never has two origins
+    /// of one key for longer than a claim renewal.
+    fn watch_claim(self: &Arc<Self>, key: &StreamKey, stream: &Arc<Stream>, claim: &OriginClaim) {
+        let (inner, key, stream, lost) = (self.clone(), key.clone(), stream.clone(), claim.lost());
+        let mut output = stream.subscribe_output();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.cancelled() => {}
+                _ = output.wait_for(|slot| slot.closed) => return,
+            }
+            let entry = {
+                let mut table = inner.table.lock();
+                match table.streams.get(&key) {
+                    Some(slot) if Arc::ptr_eq(&slot.stream, &stream) => {
+                        let slot = table.streams.remove(&key).expect("just found");
+                        slot.publisher.and_then(|id| table.sessions.remove(&id))
+                    }
+                    _ => return,
+                }
+            };
+            tracing::warn!(stream = %key, "another gateway took the stream over: ending it here");
+            if let Some(entry) = entry {
+                entry.cancel.cancel();
+            }
+            inner.registry.remove(&stream);
         });
     }
 
