@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Packages the tests drive for real: ffmpeg/ffprobe judge the muxer's output; Chromium is the
-# WHEP player of the browser test (node and npm come with the machine).
+# WHEP player of the browser test (node and npm come with the machine); redis-server is the
+# registry of the cluster tests' fleet.
 need_pkgs=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_pkgs+=(ffmpeg)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
   echo "scripts/test.sh: installing ${need_pkgs[*]}"

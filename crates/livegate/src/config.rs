@@ -260,6 +260,49 @@ pub struct Config {
     /// How long a SIGTERM/SIGINT drain may take before the process exits anyway.
     #[arg(long, env = "LIVE_AI_SHUTDOWN_TIMEOUT", value_name = "LIVE_AI_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Redis of a fleet of gateways (`redis://host:port/db`): turns cluster mode on. Empty:
+    /// this gateway runs alone.
+    #[arg(
+        long,
+        env = "LIVE_AI_REDIS_URL",
+        value_name = "LIVE_AI_REDIS_URL",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// How the other gateways of the fleet reach this one's HTTP server, e.g.
+    /// `http://10.0.0.5:8935`. Empty: `http://` and the bound HTTP address, which must then
+    /// be a concrete IP.
+    #[arg(
+        long,
+        env = "LIVE_AI_NODE_URL",
+        value_name = "LIVE_AI_NODE_URL",
+        default_value = ""
+    )]
+    pub node_url: String,
+
+    /// Shared secret of the fleet's internal endpoint (bearer token of the edge pulls);
+    /// required in cluster mode.
+    #[arg(
+        long,
+        env = "LIVE_AI_CLUSTER_SECRET",
+        value_name = "LIVE_AI_CLUSTER_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub cluster_secret: String,
+
+    /// Answer a WHEP POST for a stream published on another gateway with a 307 redirect to
+    /// it, instead of pulling the stream to this one.
+    #[arg(long, env = "LIVE_AI_CLUSTER_REDIRECT", value_name = "LIVE_AI_CLUSTER_REDIRECT", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub cluster_redirect: bool,
+
+    /// Lifetime of a gateway's heartbeat and origin claims in Redis without renewal (renewed
+    /// every third of it): how long a dead gateway lingers in the fleet.
+    #[arg(long, env = "LIVE_AI_CLUSTER_TTL", value_name = "LIVE_AI_CLUSTER_TTL", default_value = "6s", value_parser = parse_duration)]
+    pub cluster_ttl: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -297,6 +340,11 @@ impl fmt::Debug for Config {
             test_stream,
             http_read_timeout,
             shutdown_timeout,
+            redis_url,
+            node_url,
+            cluster_secret,
+            cluster_redirect,
+            cluster_ttl,
         } = self;
         f.debug_struct("Config")
             .field("http_addr", http_addr)
@@ -332,6 +380,12 @@ impl fmt::Debug for Config {
             .field("test_stream", test_stream)
             .field("http_read_timeout", http_read_timeout)
             .field("shutdown_timeout", shutdown_timeout)
+            // The URL may carry Redis's password.
+            .field("redis_url", &Redacted(redis_url))
+            .field("node_url", node_url)
+            .field("cluster_secret", &Redacted(cluster_secret))
+            .field("cluster_redirect", cluster_redirect)
+            .field("cluster_ttl", cluster_ttl)
             .finish()
     }
 }
@@ -537,6 +591,9 @@ mod tests {
         assert_eq!(config.whip_media_timeout, Duration::from_secs(10));
         assert!(config.ice_servers.0.is_empty());
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert!(config.redis_url.is_empty(), "standalone by default");
+        assert!(!config.cluster_redirect);
+        assert_eq!(config.cluster_ttl, Duration::from_secs(6));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::rtc_metrics::RtcMetrics;
+use livegate_cluster::{Cluster, ClusterConfig};
 use livegate_media::registry::StreamRegistry;
 use livegate_pipeline::file_source::FileSource;
 use livegate_pipeline::supervise::metrics::PipelineMetrics;
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub registry: StreamRegistry,
     /// `LIVE_AI_TEST_STREAM` file sources, stopped by the shutdown token.
     test_streams: Vec<JoinHandle<()>>,
+    /// Membership of a fleet (`LIVE_AI_REDIS_URL`); `None`: standalone.
+    cluster: Option<Cluster>,
 }
 
 impl Gateway {
@@ -96,6 +99,7 @@ impl Gateway {
             .context("registering WebRTC metrics")?;
 
         let registry = StreamRegistry::new();
+        let cluster = start_cluster(config, &registry, &metrics, http_addr)?;
         let mut workers = WorkerContext {
             supervision: config.supervision(),
             metrics: Some(
@@ -139,6 +143,7 @@ impl Gateway {
                     token: (!config.whep_token.is_empty())
                         .then(|| BearerToken::new(config.whep_token.clone())),
                     ice_server_links: ice_server_links(config)?,
+                    remote: cluster.as_ref().map(Cluster::remote_streams),
                     ..WhepConfig::default()
                 };
                 Some(WhepServer::new(
@@ -168,6 +173,7 @@ impl Gateway {
                     ice_server_links: ice_server_links(config)?,
                     workers: workers.clone(),
                     echo: config.whip_echo.then(|| outputs.clone()),
+                    origin: cluster.as_ref().map(Cluster::origin_claims),
                     ..WhipConfig::default()
                 };
                 Some(WhipServer::new(
@@ -194,6 +200,11 @@ impl Gateway {
             whep.clone(),
             whip.clone(),
         );
+        // The fleet's internal endpoint, outside the public middleware (no CORS).
+        let app = match &cluster {
+            Some(cluster) => app.merge(cluster.router()),
+            None => app,
+        };
         let stop = shutdown.clone();
         let read_timeout = config.http_read_timeout;
         let http_task = tokio::spawn(async move {
@@ -220,6 +231,7 @@ impl Gateway {
             whip,
             registry,
             test_streams,
+            cluster,
         })
     }
 
@@ -249,6 +261,10 @@ impl Gateway {
             whip.shutdown();
         }
         let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(cluster) = &self.cluster {
+            // Other nodes stop sending viewers here and may take its streams at once.
+            let _ = tokio::time::timeout_at(deadline, cluster.shutdown()).await;
+        }
         for source in self.test_streams {
             // Each removes its stream as it stops, which ends its viewers' sessions.
             let _ = tokio::time::timeout_at(deadline, source).await;
@@ -301,6 +317,38 @@ async fn start_test_streams(
         }));
     }
     Ok(tasks)
+}
+
+/// Cluster mode when `LIVE_AI_REDIS_URL` is set: this gateway joins the fleet.
+fn start_cluster(
+    config: &Config,
+    registry: &StreamRegistry,
+    metrics: &Metrics,
+    http_addr: SocketAddr,
+) -> anyhow::Result<Option<Cluster>> {
+    if config.redis_url.is_empty() {
+        return Ok(None);
+    }
+    let node_url = if config.node_url.is_empty() {
+        anyhow::ensure!(
+            !http_addr.ip().is_unspecified(),
+            "LIVE_AI_NODE_URL: cluster mode needs the URL other gateways reach this one at \
+             (the HTTP address {http_addr} is not one)"
+        );
+        format!("http://{http_addr}")
+    } else {
+        config.node_url.clone()
+    };
+    let cluster_config = ClusterConfig {
+        redis_url: config.redis_url.clone(),
+        node_url,
+        secret: config.cluster_secret.clone(),
+        redirect: config.cluster_redirect,
+        ttl: config.cluster_ttl,
+        republish_grace: config.republish_grace,
+    };
+    let cluster = Cluster::start(cluster_config, registry.clone(), &metrics.registry)?;
+    Ok(Some(cluster))
 }
 
 /// One `Link` header value per configured ICE server.
