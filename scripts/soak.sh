@@ -26,10 +26,10 @@ settle_secs=${SOAK_SETTLE_SECONDS:-60}
 
 if [[ $profile == release ]]; then
   cargo build --locked --release -p livegate -p livegate-bench
-  bin=target/release
+  bin=${CARGO_TARGET_DIR:-target}/release
 else
   cargo build --locked -p livegate -p livegate-bench
-  bin=target/debug
+  bin=${CARGO_TARGET_DIR:-target}/debug
 fi
 
 work=$(mktemp -d)
