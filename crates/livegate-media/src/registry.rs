@@ -320,6 +320,12 @@ impl StreamRegistry {
         self.len() == 0
     }
 
+    /// Every registered stream, live or closed, in no particular order: a snapshot for
+    /// metrics and status pages.
+    pub fn snapshot(&self) -> Vec<Arc<Stream>> {
+        self.inner.streams.lock().values().cloned().collect()
+    }
+
     /// Keys of the registered streams, sorted.
     pub fn keys(&self) -> Vec<StreamKey> {
         let mut keys: Vec<_> = self.inner.streams.lock().keys().cloned().collect();

@@ -99,6 +99,7 @@ impl Gateway {
             .context("registering WebRTC metrics")?;
 
         let registry = StreamRegistry::new();
+        metrics.watch_streams(registry.clone());
         let cluster = start_cluster(config, &registry, &metrics, http_addr)?;
         let mut workers = WorkerContext {
             supervision: config.supervision(),

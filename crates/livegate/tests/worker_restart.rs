@@ -150,6 +150,18 @@ async fn the_pipelines_latency_reaches_prometheus_and_the_viewers_server_metrics
     .unwrap_or(0.0);
     assert!(count >= 30.0, "frames timed: {count}");
 
+    // The stream and what its rings hold, read at the scrape.
+    assert_eq!(metric(&base, "livegate_streams").await, Some(1.0));
+    for buffer in ["input", "output"] {
+        let bytes = metric(
+            &base,
+            &format!("livegate_stream_buffer_bytes{{buffer=\"{buffer}\"}}"),
+        )
+        .await
+        .unwrap_or(0.0);
+        assert!(bytes > 0.0, "{buffer} ring holds {bytes} bytes");
+    }
+
     viewer.close().await;
     publisher.disconnect().await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
