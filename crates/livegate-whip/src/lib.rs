@@ -57,6 +57,6 @@ pub use ingest::{Ingest, IngestConfig, IngestError, AUDIO_PID, START_PTS_90K, VI
 pub use keyframe::KeyframeReason;
 pub use metrics::WhipMetrics;
 pub use origin::{ClaimError, ClaimFuture, ClaimGuard, OriginClaim, OriginClaims};
-pub use server::{PublishError, Published, WhipServer};
+pub use server::{PublishError, Published, PublisherState, WhipServer};
 pub use stats::{AvAlignment, IngestStats, TrackStats};
 pub use timing::TrackClock;

@@ -583,3 +583,68 @@ fn received_tracks(offer: &Offer, config: &WhipConfig) -> Result<Vec<Codec>, Pub
     }
     Ok(tracks)
 }
+
+/// Whether a WHIP stream has its publisher, as the gateway's streams API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublisherState {
+    /// A publisher holds the stream (connecting or sending).
+    Live,
+    /// The publisher left; the stream waits out `republish_grace` for it to come back.
+    Grace,
+}
+
+impl PublisherState {
+    /// The name the streams API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublisherState::Live => "live",
+            PublisherState::Grace => "grace",
+        }
+    }
+}
+
+/// The operator's view of the table: read-only look-ups and ending a stream, for the
+/// gateway's streams API. Same locking rule as the rest: the table lock is never held
+/// across an `.await`.
+impl WhipServer {
+    /// Whether `key` is a WHIP stream, and whether its publisher is there. `None` for a key
+    /// WHIP does not hold (unknown, or a stream some other part publishes).
+    pub fn publisher_state(&self, key: &StreamKey) -> Option<PublisherState> {
+        let table = self.inner.table.lock();
+        table.streams.get(key).map(|slot| match slot.publisher {
+            Some(_) => PublisherState::Live,
+            None => PublisherState::Grace,
+        })
+    }
+
+    /// Ends the stream of `key` now: its publisher's session is closed and the stream closes
+    /// without waiting out the republish grace, which ends its viewers' sessions. `false`
+    /// when WHIP holds no stream of that key.
+    ///
+    /// The slot leaves the table before anything is closed, so the session's own `release`
+    /// finds nothing to keep in grace, and a publisher that comes back gets a new stream.
+    pub async fn end_stream(&self, key: &StreamKey) -> bool {
+        let (slot, entry) = {
+            let mut table = self.inner.table.lock();
+            let Some(slot) = table.streams.remove(key) else {
+                return false;
+            };
+            let entry = slot.publisher.and_then(|id| table.sessions.remove(&id));
+            (slot, entry)
+        };
+        if let Some(entry) = entry {
+            entry.cancel.cancel();
+            // Bounded as in `stop`: the session's task closes it as well.
+            if tokio::time::timeout(CLOSE_TIMEOUT, entry.handle.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!(stream = %key, "WHIP close not taken by the event loop in time");
+            }
+        }
+        tracing::info!(stream = %key, "stream ended by an operator");
+        slot.stream.close();
+        self.inner.registry.remove(&slot.stream);
+        true
+    }
+}
