@@ -247,6 +247,18 @@ pub struct Config {
     )]
     pub whep_token: String,
 
+    /// Bearer token every operator request must carry (`GET /streams`,
+    /// `DELETE /streams/{key}`). Empty: `DELETE /streams/{key}` is not served, and
+    /// `GET /streams` answers only clients on this machine.
+    #[arg(
+        long,
+        env = "LIVE_AI_ADMIN_TOKEN",
+        value_name = "LIVE_AI_ADMIN_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub admin_token: String,
+
     /// Play MPEG-TS files in a loop as streams' outputs, for smoke tests and for checking
     /// playback before any publisher exists: comma-separated `name=path.ts`.
     #[arg(long, env = "LIVE_AI_TEST_STREAM", value_name = "LIVE_AI_TEST_STREAM", default_value = "", value_parser = parse_test_streams)]
@@ -337,6 +349,7 @@ impl fmt::Debug for Config {
             whep_max_pending_per_ip,
             max_sessions,
             whep_token,
+            admin_token,
             test_stream,
             http_read_timeout,
             shutdown_timeout,
@@ -377,6 +390,7 @@ impl fmt::Debug for Config {
             .field("whep_max_pending_per_ip", whep_max_pending_per_ip)
             .field("max_sessions", max_sessions)
             .field("whep_token", &Redacted(whep_token))
+            .field("admin_token", &Redacted(admin_token))
             .field("test_stream", test_stream)
             .field("http_read_timeout", http_read_timeout)
             .field("shutdown_timeout", shutdown_timeout)
@@ -581,6 +595,7 @@ mod tests {
         assert_eq!(config.whep_wait_timeout, Duration::from_secs(30));
         assert_eq!(config.whep_max_sessions, 0);
         assert!(config.whep_token.is_empty());
+        assert!(config.admin_token.is_empty());
         assert!(config.test_stream.0.is_empty());
         assert!(!config.ice_tcp);
         assert!(config.whip_token.is_empty());

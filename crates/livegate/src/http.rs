@@ -18,6 +18,7 @@ use livegate_whep::WhepServer;
 use livegate_whip::WhipServer;
 use livegate_wish::headers::CORS_EXPOSE;
 
+use crate::admin::AdminAccess;
 use crate::metrics::Metrics;
 use crate::rtc_metrics::RtcMetrics;
 
@@ -35,9 +36,14 @@ pub struct AppState {
     /// The pipeline workers' status board.
     pub workers: WorkerContext,
     pub whep: Option<WhepServer>,
+    /// The publishers, for the streams API.
+    pub whip: Option<WhipServer>,
+    /// Who may use the operator routes (`/streams`).
+    pub admin: AdminAccess,
 }
 
-/// The gateway's routes, with WHEP's and WHIP's when they are enabled.
+/// The gateway's routes, with WHEP's and WHIP's when they are enabled. `openapi.yaml`
+/// documents every one, which `tests/openapi.rs` checks against this router.
 pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer>) -> Router {
     let mut router = Router::new()
         .route("/", get(index))
@@ -45,7 +51,8 @@ pub fn router(state: AppState, whep: Option<WhepServer>, whip: Option<WhipServer
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/live/{stream}/status", get(crate::status::stream_status))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(crate::streams::router(state.clone()));
     if let Some(trickle) = &state.workers.trickle_server {
         router = router.nest(HOSTED_PATH, trickle.router());
     }

@@ -1,12 +1,15 @@
 //! The livegate gateway process: configuration, HTTP server, metrics and the wiring of the
 //! WHIP, pipeline and WHEP parts. `main.rs` is a thin shell around [`Gateway`].
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod rtc_metrics;
 mod serve;
 mod status;
+mod stream_view;
+mod streams;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::AdminAccess;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::metrics::Metrics;
@@ -197,6 +201,8 @@ impl Gateway {
                 registry: registry.clone(),
                 workers,
                 whep: whep.clone(),
+                whip: whip.clone(),
+                admin: AdminAccess::from_config(&config.admin_token),
             },
             whep.clone(),
             whip.clone(),

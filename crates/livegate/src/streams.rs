@@ -1,0 +1,69 @@
+//! The operator API over every stream: `GET /streams` lists them ([`StreamView`] each, by
+//! key), `DELETE /streams/{key}` kicks a stream's publisher and ends the stream. Who may use
+//! them, and why the list is not public, is [`crate::admin`]'s job.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{middleware, Json, Router};
+use livegate_media::StreamKey;
+use livegate_wish::{respond, HttpError};
+use serde::Serialize;
+
+use crate::admin;
+use crate::http::AppState;
+use crate::stream_view::StreamView;
+
+/// `GET /streams`'s body. An object, so fields can be added without breaking clients.
+#[derive(Debug, Serialize)]
+struct StreamList {
+    /// Sorted by key.
+    streams: Vec<StreamView>,
+}
+
+/// The operator routes, behind [`admin::require`]. `DELETE` only when a token is configured.
+pub(crate) fn router(state: AppState) -> Router {
+    let access = state.admin.clone();
+    let mut router = Router::new().route("/streams", get(list));
+    if access.allows_changes() {
+        router = router.route("/streams/{key}", delete(end));
+    }
+    router
+        .route_layer(middleware::from_fn_with_state(access, admin::require))
+        .with_state(state)
+}
+
+async fn list(State(state): State<AppState>) -> Json<StreamList> {
+    // The registry holds every open stream, those in their republish grace included.
+    let streams = state
+        .registry
+        .keys()
+        .iter()
+        .filter_map(|key| StreamView::of(&state, key))
+        .collect();
+    Json(StreamList { streams })
+}
+
+/// 204 once the publisher is closed and the stream ended; 404 for a key WHIP does not hold;
+/// 409 for a stream WHIP did not publish (a test stream has no publisher to kick).
+async fn end(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    respond(
+        async {
+            let key = StreamKey::parse(&key).map_err(|e| HttpError::bad_request(e.to_string()))?;
+            if let Some(whip) = &state.whip {
+                if whip.end_stream(&key).await {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+            }
+            match state.registry.get(&key) {
+                Some(stream) if !stream.is_closed() => Err(HttpError::new(
+                    StatusCode::CONFLICT,
+                    format!("stream {key} has no WHIP publisher to end it with"),
+                )),
+                _ => Err(HttpError::not_found(format!("no such stream: {key}"))),
+            }
+        }
+        .await,
+    )
+}
