@@ -1,6 +1,7 @@
 // The gateway's own page at /: one headless Chromium page publishes its fake camera with the
-// Publish button, a second page plays the stream with the Play button. Passes when the
-// player's video has a size and its currentTime advances; saves a screenshot.
+// Publish button; a second page finds the stream in its Streams list and plays it with the
+// list's Play button. Passes when the player's video has a size and its currentTime
+// advances; saves a screenshot.
 //
 //   node web-page.mjs --gateway http://127.0.0.1:8935 [--screenshot out.png]
 
@@ -24,9 +25,14 @@ try {
   await publisher.waitForFunction(() => document.getElementById('pub-state').textContent === 'connected',
     null, { timeout: 20000 });
 
+  // No ?stream= here: only the list's Play button can point the player at the stream.
   const player = await browser.newPage();
-  await player.goto(`${args.gateway}/?stream=${args.stream}`);
-  await player.click('#play-start');
+  await player.goto(`${args.gateway}/`);
+  const row = player.locator(`#streams-list tr[data-stream="${args.stream}"]`);
+  await row.locator('td', { hasText: /^live$/ }).waitFor({ timeout: 20000 });
+  await row.getByRole('button', { name: 'Play' }).click();
+  const key = await player.locator('#play-key').inputValue();
+  if (key !== args.stream) throw new Error(`the Play button filled in ${key}`);
   await player.waitForFunction(() => {
     const v = document.getElementById('play-video');
     return v.videoWidth > 0 && v.currentTime > 1;
