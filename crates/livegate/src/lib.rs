@@ -209,7 +209,10 @@ impl Gateway {
         );
         // The fleet's internal endpoint, outside the public middleware (no CORS).
         let app = match &cluster {
-            Some(cluster) => app.merge(cluster.router()),
+            Some(cluster) => app
+                .merge(cluster.router())
+                // For the fleet part of `GET /streams`.
+                .layer(axum::Extension(cluster.clone())),
             None => app,
         };
         let stop = shutdown.clone();

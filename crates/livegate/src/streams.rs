@@ -1,12 +1,14 @@
 //! The operator API over every stream: `GET /streams` lists them ([`StreamView`] each, by
 //! key), `DELETE /streams/{key}` kicks a stream's publisher and ends the stream. Who may use
-//! them, and why the list is not public, is [`crate::admin`]'s job.
+//! them, and why the list is not public, is [`crate::admin`]'s job. In cluster mode the list
+//! also shows the fleet as Redis knows it.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json, Router};
+use livegate_cluster::{Cluster, ClusterView};
 use livegate_media::StreamKey;
 use livegate_wish::{respond, HttpError};
 use serde::Serialize;
@@ -20,6 +22,17 @@ use crate::stream_view::StreamView;
 struct StreamList {
     /// Sorted by key.
     streams: Vec<StreamView>,
+    /// Cluster mode only: every node and every stream's origin, fleet-wide.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Fleet>,
+}
+
+/// The fleet part of the list, or why Redis could not give it (the local list still works).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Fleet {
+    View(ClusterView),
+    Unavailable { error: String },
 }
 
 /// The operator routes, behind [`admin::require`]. `DELETE` only when a token is configured.
@@ -34,7 +47,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn list(State(state): State<AppState>) -> Json<StreamList> {
+async fn list(
+    State(state): State<AppState>,
+    cluster: Option<Extension<Cluster>>,
+) -> Json<StreamList> {
     // The registry holds every open stream, those in their republish grace included.
     let streams = state
         .registry
@@ -42,7 +58,16 @@ async fn list(State(state): State<AppState>) -> Json<StreamList> {
         .iter()
         .filter_map(|key| StreamView::of(&state, key))
         .collect();
-    Json(StreamList { streams })
+    let cluster = match cluster {
+        Some(Extension(cluster)) => Some(match cluster.view().await {
+            Ok(view) => Fleet::View(view),
+            Err(e) => Fleet::Unavailable {
+                error: e.to_string(),
+            },
+        }),
+        None => None,
+    };
+    Json(StreamList { streams, cluster })
 }
 
 /// 204 once the publisher is closed and the stream ended; 404 for a key WHIP does not hold;

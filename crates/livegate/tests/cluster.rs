@@ -131,6 +131,41 @@ async fn publish_on_a_play_on_b_and_c_survive_a_redis_restart_and_end_with_a() {
         );
     }
 
+    // `/streams` on any node shows the fleet: A originates "cam", B pulls it for two viewers
+    // (as of B's next heartbeat), C for one.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let list: serde_json::Value = reqwest::get(format!("{}/streams", c.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let fleet = &list["cluster"];
+        let origin_of_cam = fleet["origins"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["stream"] == "cam"))
+            .map(|o| o["url"].clone());
+        let edges = |base: &str| {
+            fleet["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["url"] == base))
+                .map(|n| n["edges"]["cam"].clone())
+        };
+        if fleet["nodes"].as_array().map(Vec::len) == Some(3)
+            && origin_of_cam == Some(a.base.as_str().into())
+            && edges(&b.base) == Some(2.into())
+            && edges(&c.base) == Some(1.into())
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fleet never showed in /streams: {list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // The key is A's fleet-wide.
     assert_eq!(try_publish(&b, "cam").await.err(), Some(409));
 
