@@ -555,17 +555,32 @@ mod tests {
             "tok-whip",
             "--whep-token",
             "tok-whep",
+            "--admin-token",
+            "tok-admin",
             "--upstream-token",
             "tok-upstream",
+            "--cluster-secret",
+            "tok-cluster",
+            "--redis-url",
+            "redis://:tok-redis@redis:6379/0",
             "--ice-servers",
             "turn:user:tok-turn@turn.example.org:3478",
         ])
         .unwrap();
         let debug = format!("{config:?}");
-        for secret in ["tok-whip", "tok-whep", "tok-upstream", "tok-turn"] {
+        for secret in [
+            "tok-whip",
+            "tok-whep",
+            "tok-admin",
+            "tok-upstream",
+            "tok-cluster",
+            "tok-redis",
+            "tok-turn",
+        ] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
         assert!(debug.contains(r#"whip_token: ***"#), "{debug}");
+        assert!(debug.contains(r#"admin_token: ***"#), "{debug}");
         assert!(debug.contains("http_addr: 0.0.0.0:8935"), "{debug}");
     }
 
