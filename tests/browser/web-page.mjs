@@ -51,7 +51,9 @@ try {
   });
   console.log(JSON.stringify(seen));
   if (args.screenshot) await player.screenshot({ path: args.screenshot });
-  ok = seen.width > 0 && seen.advanced > 0.5 && seen.state === 'connected';
+  // The pipeline's latency comes from the gateway's server_metrics (passthrough: 0 ms).
+  ok = seen.width > 0 && seen.advanced > 0.5 && seen.state === 'connected' &&
+    /pipeline [0-9.]+ ms/.test(seen.stats);
   await player.click('#play-stop');
   await publisher.click('#pub-stop');
 } finally {
