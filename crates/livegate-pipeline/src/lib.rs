@@ -260,6 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_pipeline_urls_are_never_printed() {
+        for (configured, shown) in [
+            (
+                "whip:https://user:secret@ai.example/whip",
+                "whip:https://***@ai.example/whip",
+            ),
+            (
+                "trickle:http://secret@10.0.0.1:8935/ai/trickle",
+                "trickle:http://***@10.0.0.1:8935/ai/trickle",
+            ),
+        ] {
+            let pipeline: Pipeline = configured.parse().unwrap();
+            assert_eq!(pipeline.to_string(), shown);
+            assert!(!format!("{pipeline:?}").contains("secret"), "{pipeline:?}");
+        }
+    }
+
+    #[test]
     fn a_whip_pipeline_without_a_connector_does_not_attach() {
         let registry = livegate_media::registry::StreamRegistry::new();
         let stream = registry

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use crate::job::WorkerJob;
 
-/// Where the upstream service takes WHIP offers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the upstream service takes WHIP offers. `Debug` and `Display` mask credentials in
+/// the URL.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
     url: String,
 }
@@ -58,9 +59,39 @@ impl UpstreamSpec {
     }
 }
 
-impl fmt::Display for UpstreamSpec {
+impl fmt::Debug for UpstreamSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.url)
+        f.debug_tuple("UpstreamSpec")
+            .field(&redact_userinfo(&self.url))
+            .finish()
+    }
+}
+
+impl fmt::Display for UpstreamSpec {
+    /// The URL with any `user:password@` masked: what the configuration logs and prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_userinfo(&self.url))
+    }
+}
+
+/// `url` with the userinfo of its authority (`user:password@`) replaced by `***@`, so a
+/// credential written into a pipeline URL never reaches a log.
+///
+/// ```
+/// use livegate_pipeline::upstream::redact_userinfo;
+/// assert_eq!(redact_userinfo("https://u:p@ai.example/whip"), "https://***@ai.example/whip");
+/// assert_eq!(redact_userinfo("http://127.0.0.1:9/whip?x=a@b"), "http://127.0.0.1:9/whip?x=a@b");
+/// ```
+pub fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.into();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &url[scheme_end + at..]).into(),
+        None => url.into(),
     }
 }
 

@@ -57,8 +57,8 @@ const TS_PACKET_BYTES: usize = 188;
 /// Where the gateway nests its hosted trickle channels, as go-livepeer does.
 pub const HOSTED_PATH: &str = "/ai/trickle";
 
-/// Where a trickle worker's channels are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a trickle worker's channels are. `Debug` and `Display` mask credentials in the URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum TrickleSpec {
     /// Channels on a remote trickle server under this base URL.
     Remote { base_url: String },
@@ -91,10 +91,24 @@ impl TrickleSpec {
     }
 }
 
+impl fmt::Debug for TrickleSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrickleSpec::Remote { base_url } => f
+                .debug_struct("Remote")
+                .field("base_url", &crate::upstream::redact_userinfo(base_url))
+                .finish(),
+            TrickleSpec::Hosted => f.write_str("Hosted"),
+        }
+    }
+}
+
 impl fmt::Display for TrickleSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrickleSpec::Remote { base_url } => write!(f, "trickle:{base_url}"),
+            TrickleSpec::Remote { base_url } => {
+                write!(f, "trickle:{}", crate::upstream::redact_userinfo(base_url))
+            }
             TrickleSpec::Hosted => f.write_str("trickle"),
         }
     }
