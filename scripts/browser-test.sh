@@ -28,39 +28,40 @@ else
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-log="$out/gateway.log"
-LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-  LIVE_AI_TEST_STREAM="gop1s=$PWD/tests/fixtures/h264-baseline-opus.ts,gop8s=$PWD/tests/fixtures/long-gop.ts" \
-  "$bin" >"$log" 2>&1 &
-gateway=$!
-trap 'kill $gateway 2>/dev/null || true' EXIT
+gateways=()
+trap 'kill "${gateways[@]}" 2>/dev/null || true' EXIT
 
-# The gateway logs its bound address once it accepts requests.
-addr=
-for _ in $(seq 100); do
-  addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-  [[ -n $addr ]] && break
-  kill -0 $gateway 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
-[[ -n $addr ]] || { echo "gateway did not start"; cat "$log"; exit 1; }
+# Starts a gateway on ephemeral loopback ports with the given LIVE_AI_* settings, logging to
+# $1, and prints its HTTP address once it accepts requests (it logs its bound address then).
+start_gateway() {
+  local log=$1; shift
+  env LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
+    "$@" "$bin" >"$log" 2>&1 &
+  local pid=$!
+  gateways+=("$pid")
+  local addr=
+  for _ in $(seq 100); do
+    addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
+    [[ -n $addr ]] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  [[ -n $addr ]] || { echo "gateway did not start" >&2; cat "$log" >&2; return 1; }
+  echo "$addr"
+}
+
+log="$out/gateway.log"
+start_gateway "$log" \
+  LIVE_AI_TEST_STREAM="gop1s=$PWD/tests/fixtures/h264-baseline-opus.ts,gop8s=$PWD/tests/fixtures/long-gop.ts" \
+  >"$out/addr"
+addr=$(cat "$out/addr")
 
 # A second gateway whose pipeline is the ffmpeg example worker removing colour: the browser
 # publishes to it and plays the worker's output.
 exec_log="$out/gateway-exec.log"
-LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-  LIVE_AI_PIPELINE="exec:$PWD/examples/workers/ffmpeg-filter.sh hue=s=0" \
-  "$bin" >"$exec_log" 2>&1 &
-exec_gateway=$!
-trap 'kill $gateway $exec_gateway 2>/dev/null || true' EXIT
-exec_addr=
-for _ in $(seq 100); do
-  exec_addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$exec_log" | head -1)
-  [[ -n $exec_addr ]] && break
-  kill -0 $exec_gateway 2>/dev/null || { cat "$exec_log"; exit 1; }
-  sleep 0.1
-done
-[[ -n $exec_addr ]] || { echo "exec gateway did not start"; cat "$exec_log"; exit 1; }
+start_gateway "$exec_log" \
+  LIVE_AI_PIPELINE="exec:$PWD/examples/workers/ffmpeg-filter.sh hue=s=0" >"$out/addr"
+exec_addr=$(cat "$out/addr")
 
 status=0
 for stream in gop1s gop8s; do

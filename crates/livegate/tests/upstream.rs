@@ -157,34 +157,6 @@ async fn the_publisher_is_answered_before_the_upstream_and_its_media_reaches_it(
     assert!(upstream.shutdown(Duration::from_secs(5)).await);
 }
 
-/// `GET /live/{stream}/status` as JSON.
-async fn status(base: &str, stream: &str) -> serde_json::Value {
-    reqwest::get(format!("{base}/live/{stream}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Polls the status page (what an operator watches) until `ready`.
-async fn wait_status(
-    base: &str,
-    stream: &str,
-    what: &str,
-    ready: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let now = status(base, stream).await;
-        if ready(&now) {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "{what}: status stayed {now}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_of_a_plays_the_upstreams_media_and_keeps_playing_across_a_reconnection() {
     // B sends each publisher's stream back when it offers sendrecv, as an AI service would.

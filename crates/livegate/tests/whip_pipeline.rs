@@ -62,14 +62,7 @@ async fn a_workers_keyframe_request_reaches_the_publisher() {
         .unwrap();
     // What an upstream's PLI turns into (livegate-upstream): the stream asks its publisher.
     stream.request_keyframe();
-    let deadline = Instant::now() + DEADLINE;
-    while publisher.stats().keyframe_requests <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no PLI reached the publisher after the worker asked"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_keyframe_requests_above(&publisher, before, "the worker asked").await;
     publisher.disconnect().await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
@@ -87,14 +80,7 @@ async fn a_viewers_pli_reaches_the_publisher() {
     viewer.wait_video_frames(30, DEADLINE).await.unwrap();
     let before = publisher.stats().keyframe_requests;
     viewer.request_keyframe().await;
-    let deadline = Instant::now() + DEADLINE;
-    while publisher.stats().keyframe_requests <= before {
-        assert!(
-            Instant::now() < deadline,
-            "the viewer's PLI did not reach the publisher"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_keyframe_requests_above(&publisher, before, "the viewer sent one").await;
     viewer.close().await;
     publisher.disconnect().await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);

@@ -10,33 +10,6 @@ use serde_json::Value;
 use tokio::time::Instant;
 use whip_common::*;
 
-async fn status(base: &str, stream: &str) -> Value {
-    reqwest::get(format!("{base}/live/{stream}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Reads the stream's status until `ready` holds (what an operator would watch).
-async fn wait_status(
-    base: &str,
-    stream: &str,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let now = status(base, stream).await;
-        if ready(&now) {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "{what}: status stayed {now}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_restarted_under_a_viewer_that_stays_connected() {
     let (gateway, base) = gateway(&["--pipeline", "exec:cat"]).await;

@@ -159,3 +159,44 @@ pub async fn wait_ingested(base: &str, sent: &SentStats) {
         wait_for_metric(base, &name, packets as f64, DEADLINE).await;
     }
 }
+
+/// `GET /live/{stream}/status` as JSON.
+pub async fn status(base: &str, stream: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/live/{stream}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Reads the stream's status (what an operator watches) until `ready` holds.
+pub async fn wait_status(
+    base: &str,
+    stream: &str,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = status(base, stream).await;
+        if ready(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what}: status stayed {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the publisher has been asked for more keyframes than `before` (it counts the
+/// PLIs it receives), for `why`.
+pub async fn wait_keyframe_requests_above(publisher: &WhipPublisher, before: u64, why: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while publisher.stats().keyframe_requests <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no PLI reached the publisher: {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
