@@ -3,19 +3,15 @@
 //! `cam` looping the committed fixture so session rows have a real session to aim at; the
 //! requests are real HTTP.
 
-use std::path::PathBuf;
+mod whip_common;
+
 use std::time::Duration;
 
-use clap::Parser;
-use livegate::config::Config;
-use livegate::Gateway;
 use livegate_bench::whep::{WhepClient, WhepClientError, WhepOptions};
 use livegate_bench::whip::{WhipClient, WhipOptions};
 use reqwest::Method;
 use tokio::time::Instant;
-
-/// Safety net for every wait; the waits themselves await events.
-const DEADLINE: Duration = Duration::from_secs(20);
+use whip_common::*;
 
 const FINGERPRINT: &str = "sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
 
@@ -28,32 +24,12 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na={dir}\r\na=ss
     )
 }
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/h264-baseline-opus.ts")
-        .canonicalize()
-        .expect("the committed fixture")
-}
-
-async fn gateway(extra: &[&str]) -> (Gateway, String) {
-    let test_stream = format!("cam={}", fixture().display());
-    let mut args = vec![
-        "livegate",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--whip-addr",
-        "127.0.0.1:0",
-        "--whep-addr",
-        "127.0.0.1:0",
-        "--test-stream",
-        &test_stream,
-    ];
+/// The gateway with stream `cam` looping the fixture, plus `extra` flags.
+async fn cam_gateway(extra: &[&str]) -> (livegate::Gateway, String) {
+    let test_stream = format!("cam={}", fixture("h264-baseline-opus.ts").display());
+    let mut args = vec!["--test-stream", test_stream.as_str()];
     args.extend_from_slice(extra);
-    let gateway = Gateway::start(&Config::try_parse_from(args).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", gateway.http_addr());
-    (gateway, base)
+    gateway(&args).await
 }
 
 /// One row: method, path, `Content-Type` (if any), extra header, body; the status and the
@@ -161,7 +137,7 @@ fn bad_keys() -> Vec<(&'static str, String, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_endpoint_refuses_bad_input() {
-    let (gateway, base) = gateway(&[]).await;
+    let (gateway, base) = cam_gateway(&[]).await;
     let mut rows = vec![
         row("text/plain", Method::POST, "/live/pub/whip")
             .typed("text/plain", offer("sendonly"))
@@ -253,7 +229,7 @@ async fn whip_endpoint_refuses_bad_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_endpoint_and_sessions_refuse_bad_input() {
-    let (gateway, base) = gateway(&["--whep-wait-timeout", "300ms"]).await;
+    let (gateway, base) = cam_gateway(&["--whep-wait-timeout", "300ms"]).await;
     // A real session of `cam`, for the rows that need one.
     let session = WhepClient::new()
         .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
@@ -367,33 +343,9 @@ async fn whep_endpoint_and_sessions_refuse_bad_input() {
     gateway.shutdown(Duration::from_secs(5)).await;
 }
 
-/// Reads a gauge of `/metrics` until it has `value`, for at most [`DEADLINE`].
-async fn wait_for_metric(base: &str, name: &str, value: i64) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let current = text
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i64>().ok());
-        if current == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed {current:?}, expected {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_may_hold_only_so_many_waiting_whep_requests() {
-    let (gateway, base) = gateway(&[
+    let (gateway, base) = cam_gateway(&[
         "--whep-max-pending-per-ip",
         "2",
         "--whep-wait-timeout",
@@ -413,7 +365,7 @@ async fn one_address_may_hold_only_so_many_waiting_whep_requests() {
             })
         })
         .collect();
-    wait_for_metric(&base, "livegate_whep_pending_requests", 2).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 2.0, DEADLINE).await;
     check(
         &base,
         vec![
@@ -430,7 +382,7 @@ async fn one_address_may_hold_only_so_many_waiting_whep_requests() {
     for request in waiting {
         request.abort();
     }
-    wait_for_metric(&base, "livegate_whep_pending_requests", 0).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 0.0, DEADLINE).await;
     let session = WhepClient::new()
         .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
         .await
@@ -441,7 +393,7 @@ async fn one_address_may_hold_only_so_many_waiting_whep_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_session_limit_counts_whip_and_whep_together() {
-    let (gateway, base) = gateway(&["--max-sessions", "1"]).await;
+    let (gateway, base) = cam_gateway(&["--max-sessions", "1"]).await;
     let viewer = WhepClient::new()
         .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
         .await
@@ -494,7 +446,7 @@ async fn the_global_session_limit_counts_whip_and_whep_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dot_dot_key_sent_raw_is_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (gateway, _) = gateway(&[]).await;
+    let (gateway, _) = cam_gateway(&[]).await;
     for path in ["/live/../whip", "/live/../whep"] {
         let body = offer("sendonly");
         let mut stream = tokio::net::TcpStream::connect(gateway.http_addr())
@@ -526,7 +478,7 @@ async fn a_dot_dot_key_sent_raw_is_refused() {
 async fn slow_clients_are_cut_off_after_the_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const READ_TIMEOUT: Duration = Duration::from_millis(500);
-    let (gateway, base) = gateway(&["--http-read-timeout", "500ms"]).await;
+    let (gateway, base) = cam_gateway(&["--http-read-timeout", "500ms"]).await;
 
     let started = Instant::now();
     let mut half_headers = tokio::net::TcpStream::connect(gateway.http_addr())
