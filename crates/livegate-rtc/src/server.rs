@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::candidates::HostCandidates;
@@ -235,18 +236,41 @@ pub struct RtcServer {
     session_limit: Option<SessionLimit>,
 }
 
+/// How many OS-chosen UDP ports to try before giving up on finding one whose TCP twin is free.
+const EPHEMERAL_BIND_ATTEMPTS: usize = 16;
+
+/// Binds the UDP port and, with ICE-TCP, the TCP port of the same number, so one firewall rule
+/// and one advertised port serve both. When the OS picks the port (port 0), its TCP twin may
+/// already be taken by an unrelated connection; another UDP port is then tried.
+fn bind_ports(config: &RtcConfig) -> std::io::Result<(UdpPort, Option<TcpListener>)> {
+    // Ports that failed stay bound until the search ends, so the OS cannot hand them out again.
+    let mut rejected = Vec::new();
+    loop {
+        let socket = UdpPort::bind(config.bind)?;
+        if !config.ice_tcp {
+            return Ok((socket, None));
+        }
+        match ice_tcp::bind(socket.local_addr()?) {
+            Ok(listener) => return Ok((socket, Some(listener))),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && config.bind.port() == 0
+                    && rejected.len() + 1 < EPHEMERAL_BIND_ATTEMPTS =>
+            {
+                rejected.push(socket);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl RtcServer {
     /// Binds the UDP port (and with [`RtcConfig::ice_tcp`] the TCP port of the same number)
     /// and starts the dispatcher and `config.shards` event loops on the current tokio runtime.
     pub async fn bind(config: RtcConfig) -> std::io::Result<RtcServer> {
-        let socket = Arc::new(UdpPort::bind(config.bind)?);
+        let (socket, listener) = bind_ports(&config)?;
+        let socket = Arc::new(socket);
         let local_addr = socket.local_addr()?;
-        // Port 0 picked the UDP port; TCP takes the same number, so one firewall rule and one
-        // advertised port serve both.
-        let listener = config
-            .ice_tcp
-            .then(|| ice_tcp::bind(local_addr))
-            .transpose()?;
         let candidates = Arc::new(HostCandidates::new(&config, local_addr));
         let links = Arc::new(TcpLinks::default());
         let counters = Arc::new(Counters::default());

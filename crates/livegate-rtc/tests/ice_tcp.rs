@@ -207,3 +207,23 @@ async fn a_tcp_connection_that_never_authenticates_is_dropped_after_10_s() {
     assert_eq!(server.stats().tcp_connections_timed_out, 1);
     assert_eq!(server.stats().tcp_connections_rejected, 0);
 }
+
+#[tokio::test]
+async fn a_configured_port_whose_tcp_twin_is_taken_fails_to_bind() {
+    // A fixed port is the operator's choice: the server must not silently move elsewhere.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = RtcConfig::new(taken.local_addr().unwrap());
+    config.ice_tcp = true;
+    let error = RtcServer::bind(config).await.err().expect("bind must fail");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+}
+
+#[tokio::test]
+async fn an_os_chosen_port_always_gets_its_tcp_twin() {
+    // Ephemeral UDP ports often have their TCP twin held by some connection; port 0 must
+    // keep looking instead of failing. Many binds make a collision likely on a busy host.
+    for _ in 0..64 {
+        let server = server(true).await;
+        TcpStream::connect(server.local_addr()).await.unwrap();
+    }
+}
