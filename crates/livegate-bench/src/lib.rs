@@ -13,8 +13,16 @@
 //!
 //! [`latency`] pairs the two in one process to time frames through the gateway.
 //!
+//! Both clients fail with one [`error::ClientError`]; [`whep::retry_after_delay`] reads a
+//! refusal's `Retry-After`.
+//!
 //! Not here: encoding or decoding, TLS.
 
+mod endpoint;
+pub mod error;
+mod http;
 pub mod latency;
+mod lifecycle;
+mod sdp;
 pub mod whep;
 pub mod whip;

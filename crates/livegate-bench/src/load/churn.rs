@@ -32,9 +32,8 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::proc_stat;
+use super::summary::failure_label;
 use super::summary::{Tally, TallyEntry};
-use super::whep::failure_label as whep_failure;
-use super::whip::failure_label as whip_failure;
 use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
 
 /// Most publish cycles and worker kills one run may do.
@@ -260,13 +259,13 @@ async fn run_cycle(
     let publisher = match shared.whip.publish(&whip_url, &shared.whip_options).await {
         Ok(publisher) => publisher,
         Err(e) => {
-            shared.fail("publish", whip_failure(&e));
+            shared.fail("publish", failure_label(&e));
             return false;
         }
     };
     let mut ok = true;
     if let Err(e) = publisher.wait_connected(timeout).await {
-        shared.fail("publish", whip_failure(&e));
+        shared.fail("publish", failure_label(&e));
         ok = false;
     } else {
         let before_kill = if kill { joins / 2 } else { joins };
@@ -285,12 +284,12 @@ async fn run_cycle(
             ok = false;
         }
         Err(e) => {
-            shared.fail("unpublish", whip_failure(&e));
+            shared.fail("unpublish", failure_label(&e));
             ok = false;
         }
     }
     if let Err(e) = publisher.wait_closed(timeout).await {
-        shared.fail("unpublish", whip_failure(&e));
+        shared.fail("unpublish", failure_label(&e));
         ok = false;
     }
     publisher.close().await;
@@ -334,7 +333,7 @@ async fn join_once(
     let session = client
         .play(url, options)
         .await
-        .map_err(|e| whep_failure(&e))?;
+        .map_err(|e| failure_label(&e))?;
     let watched = async {
         session.wait_connected(timeout).await?;
         session.wait_video_frames(1, timeout).await?;
@@ -344,13 +343,13 @@ async fn join_once(
     let deleted = session.delete().await;
     let closed = session.wait_closed(timeout).await;
     session.close().await;
-    watched.map_err(|e| whep_failure(&e))?;
+    watched.map_err(|e| failure_label(&e))?;
     match deleted {
         Ok(200) => {}
         Ok(status) => return Err(format!("DELETE answered {status}")),
-        Err(e) => return Err(whep_failure(&e)),
+        Err(e) => return Err(failure_label(&e)),
     }
-    closed.map(|_| ()).map_err(|e| whep_failure(&e))
+    closed.map(|_| ()).map_err(|e| failure_label(&e))
 }
 
 /// Kills the stream's worker and waits for the supervisor to start another.

@@ -6,6 +6,7 @@
 pub mod churn;
 pub mod latency;
 pub mod proc_stat;
+mod runner;
 pub mod summary;
 pub mod target;
 pub mod whep;

@@ -1,8 +1,9 @@
 //! Figures a load run reports: distributions over sessions (nearest-rank percentiles) and
-//! counts grouped by label, as JSON or as text for BENCHMARKS.md.
+//! counts grouped by label (failure labels among them), as JSON or as text for BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 
+use livegate_bench::error::ClientError;
 use serde::Serialize;
 
 /// The distribution of one figure over sessions.
@@ -69,6 +70,19 @@ impl Tally {
             .collect();
         entries.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.label.cmp(&b.label)));
         entries
+    }
+}
+
+/// Groups failures: the gateway's status and reason, or the kind of local failure without
+/// the counts that would make every label unique.
+pub fn failure_label(error: &ClientError) -> String {
+    match error {
+        ClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
+        ClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
+        ClientError::Closed { state, .. } => format!("connection {state}"),
+        ClientError::Http(e) if e.is_timeout() => "HTTP request timed out".to_owned(),
+        ClientError::Http(e) if e.is_connect() => "HTTP connection failed".to_owned(),
+        other => other.to_string(),
     }
 }
 

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use livegate_bench::whep::{SessionStats, WhepClient, WhepClientError, WhepOptions, WhepSession};
+use livegate_bench::whep::{SessionStats, WhepClient, WhepOptions, WhepSession};
 use serde::Serialize;
-use tokio::task::JoinSet;
 
-use super::proc_stat::{self, ProcSample, ProcUsage};
-use super::summary::{Distribution, Tally, TallyEntry};
+use super::proc_stat::ProcUsage;
+use super::runner::{self, Samples, Window};
+use super::summary::{failure_label, Distribution, TallyEntry};
 use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
 
 /// Arguments of `livegate-bench whep`.
@@ -122,28 +122,22 @@ pub async fn run(args: WhepArgs) -> anyhow::Result<std::process::ExitCode> {
     let (viewers, mut failed) = open_viewers(&args, &options).await;
     let ramp_secs = ramp_started.elapsed().as_secs_f64();
 
-    let window_start = Samples::take(gateway_pid)?;
-    let before: Vec<SessionStats> = viewers.iter().map(|v| v.session.counters()).collect();
-    // With no viewer there is no steady state to wait for.
-    let hold = if viewers.is_empty() {
-        0.0
-    } else {
-        args.duration
-    };
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs_f64(hold)) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("livegate-bench: interrupted; ending the window early"),
-    }
-    let window_end = Samples::take(gateway_pid)?;
-    let after: Vec<SessionStats> = viewers.iter().map(|v| v.session.counters()).collect();
-    let window = window_end.bench.at.duration_since(window_start.bench.at);
-
+    let window = Window::hold(gateway_pid, args.duration, || {
+        viewers.iter().map(|v| v.session.counters()).collect()
+    })
+    .await?;
     let mut sessions: Vec<SessionReport> = viewers
         .iter()
-        .zip(before.iter().zip(&after))
-        .map(|(viewer, (before, after))| session_report(viewer, before, after, window))
+        .zip(window.before.iter().zip(&window.after))
+        .map(|(viewer, (before, after))| session_report(viewer, before, after, window.length()))
         .collect();
-    let ends = tear_down(viewers).await;
+    let ends = runner::tear_down(viewers, |viewer| async move {
+        let closed = viewer.session.closed_reason().is_some();
+        let status = viewer.session.delete().await.ok();
+        viewer.session.close().await;
+        (closed, status)
+    })
+    .await;
     for (report, (closed, delete_status)) in sessions.iter_mut().zip(ends) {
         report.closed_during_window = closed;
         report.delete_status = delete_status;
@@ -152,65 +146,28 @@ pub async fn run(args: WhepArgs) -> anyhow::Result<std::process::ExitCode> {
     sessions.append(&mut failed);
     sessions.sort_by_key(|s| s.index);
 
-    let usage = |pid: u32, pick: fn(&Samples) -> Option<&ProcSample>| {
-        Some(ProcUsage::between(
-            pid,
-            pick(&baseline)?,
-            pick(&window_start)?,
-            pick(&window_end)?,
-            connected,
-        ))
-    };
+    let (gateway, bench) = window.usage(&baseline, gateway_pid, connected);
     let report = summarize(
         &args,
         sessions,
         connected,
         ramp_secs,
-        window.as_secs_f64(),
-        gateway_pid.and_then(|pid| usage(pid, |s| s.gateway.as_ref())),
-        usage(std::process::id(), |s| Some(&s.bench)),
+        window.length().as_secs_f64(),
+        gateway,
+        bench,
     );
-    if args.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_text(&report);
-    }
-    Ok(if report.sessions_failed == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
-}
-
-/// Readings of the gateway (with `--cpu-of`) and of this process at one moment.
-struct Samples {
-    gateway: Option<ProcSample>,
-    bench: ProcSample,
-}
-
-impl Samples {
-    fn take(gateway: Option<u32>) -> anyhow::Result<Samples> {
-        Ok(Samples {
-            gateway: gateway
-                .map(|pid| proc_stat::sample(Some(pid)))
-                .transpose()?,
-            bench: proc_stat::sample(None)?,
-        })
-    }
+    runner::print(&report, args.common.json, print_text)?;
+    Ok(runner::exit_code(report.sessions_failed))
 }
 
 /// POSTs viewer i at ramp start + i × ramp and waits for it to connect; returns the viewers
 /// that connected and a report for each that did not (its resource DELETEd if it had one).
 async fn open_viewers(args: &WhepArgs, options: &WhepOptions) -> (Vec<Viewer>, Vec<SessionReport>) {
     let client = WhepClient::new();
-    let start = tokio::time::Instant::now();
     let connect_timeout = Duration::from_secs_f64(args.connect_timeout);
-    let mut tasks = JoinSet::new();
-    for index in 0..args.sessions as usize {
+    let open = |index: usize| {
         let (client, options, url) = (client.clone(), options.clone(), args.url.clone());
-        let at = start + Duration::from_millis(args.ramp_ms) * index as u32;
-        tasks.spawn(async move {
-            tokio::time::sleep_until(at).await;
+        async move {
             open_one(&client, &url, &options, connect_timeout)
                 .await
                 .map(|(session, connect)| Viewer {
@@ -224,22 +181,13 @@ async fn open_viewers(args: &WhepArgs, options: &WhepOptions) -> (Vec<Viewer>, V
                     delete_status: status,
                     ..SessionReport::default()
                 })
-        });
-    }
-    let mut viewers = Vec::new();
-    let mut failed = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(viewer)) => viewers.push(viewer),
-            Ok(Err(report)) => failed.push(report),
-            Err(e) => failed.push(SessionReport {
-                error: Some(format!("task failed: {e}")),
-                ..SessionReport::default()
-            }),
         }
-    }
-    viewers.sort_by_key(|v| v.index);
-    (viewers, failed)
+    };
+    let task_failed = |why| SessionReport {
+        error: Some(why),
+        ..SessionReport::default()
+    };
+    runner::ramp(args.sessions as usize, args.ramp_ms, open, task_failed).await
 }
 
 /// One viewer: POST, then wait to connect; on failure, the failure's label and the status of
@@ -261,19 +209,6 @@ async fn open_one(
             session.close().await;
             Err((failure_label(&e), status))
         }
-    }
-}
-
-/// Groups failures: the gateway's status and reason, or the kind of local failure without
-/// the counts that would make every label unique.
-pub(super) fn failure_label(error: &WhepClientError) -> String {
-    match error {
-        WhepClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
-        WhepClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
-        WhepClientError::Closed { state, .. } => format!("connection {state}"),
-        WhepClientError::Http(e) if e.is_timeout() => "HTTP request timed out".to_owned(),
-        WhepClientError::Http(e) if e.is_connect() => "HTTP connection failed".to_owned(),
-        other => other.to_string(),
     }
 }
 
@@ -301,28 +236,6 @@ fn session_report(
     }
 }
 
-/// Notes which sessions the gateway had closed, then DELETEs and closes every one at once;
-/// returns (closed during the window, DELETE status) in the viewers' order.
-async fn tear_down(viewers: Vec<Viewer>) -> Vec<(bool, Option<u16>)> {
-    let mut tasks = JoinSet::new();
-    let count = viewers.len();
-    for (position, viewer) in viewers.into_iter().enumerate() {
-        tasks.spawn(async move {
-            let closed = viewer.session.closed_reason().is_some();
-            let status = viewer.session.delete().await.ok();
-            viewer.session.close().await;
-            (position, closed, status)
-        });
-    }
-    let mut ends = vec![(false, None); count];
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok((position, closed, status)) = joined {
-            ends[position] = (closed, status);
-        }
-    }
-    ends
-}
-
 fn summarize(
     args: &WhepArgs,
     sessions: Vec<SessionReport>,
@@ -336,18 +249,11 @@ fn summarize(
     let values = |f: fn(&SessionReport) -> Option<f64>| -> Vec<f64> {
         reached.iter().filter_map(|s| f(s)).collect()
     };
-    let mut failures = Tally::default();
-    let mut deletes = Tally::default();
-    for session in &sessions {
-        if let Some(error) = &session.error {
-            failures.add(error.clone());
-        }
-        match session.delete_status {
-            Some(status) => deletes.add(status.to_string()),
-            None if session.error.is_none() => deletes.add("no response"),
-            None => {}
-        }
-    }
+    let (failures, deletes) = runner::tally_ends(
+        sessions
+            .iter()
+            .map(|s| (s.error.as_deref(), s.delete_status)),
+    );
     let first_frames = values(|s| s.first_frame_ms);
     Report {
         url: args.url.clone(),
@@ -355,7 +261,7 @@ fn summarize(
         sessions_requested: args.sessions as usize,
         sessions_connected: connected,
         sessions_failed: args.sessions as usize - connected,
-        failures: failures.entries(),
+        failures,
         ramp_secs,
         window_secs,
         total_bitrate_bps: reached.iter().fold(0.0, |sum, s| sum + s.bitrate_bps),
@@ -367,7 +273,7 @@ fn summarize(
         packets_received: reached.iter().map(|s| s.packets_received).sum(),
         packets_lost: reached.iter().map(|s| s.packets_lost).sum(),
         closed_during_window: reached.iter().filter(|s| s.closed_during_window).count(),
-        deletes: deletes.entries(),
+        deletes,
         gateway,
         bench,
         sessions,
@@ -388,9 +294,7 @@ fn print_text(r: &Report) {
         "sessions      requested {}, connected {}, failed {}, closed by the gateway during the window {}",
         r.sessions_requested, r.sessions_connected, r.sessions_failed, r.closed_during_window
     );
-    for failure in &r.failures {
-        println!("  failed      {} × {}", failure.count, failure.label);
-    }
+    runner::print_failures(&r.failures);
     println!(
         "window        {:.1} s steady state after a {:.1} s ramp",
         r.window_secs, r.ramp_secs
@@ -436,20 +340,7 @@ fn print_text(r: &Report) {
         "packets       {} received, {} lost (RTP sequence gaps, {:.3} %)",
         r.packets_received, r.packets_lost, lost_percent
     );
-    let deletes: Vec<String> = r
-        .deletes
-        .iter()
-        .map(|d| format!("{} × {}", d.count, d.label))
-        .collect();
-    if !deletes.is_empty() {
-        println!("DELETE        {}", deletes.join(", "));
-    }
-    if let Some(g) = &r.gateway {
-        print_usage("gateway", g);
-    }
-    if let Some(b) = &r.bench {
-        print_usage("bench", b);
-    }
+    runner::print_deletes_and_usage(&r.deletes, r.gateway.as_ref(), r.bench.as_ref(), "viewer");
     if r.sessions.len() <= SESSION_LINES_UP_TO {
         for s in &r.sessions {
             match &s.error {
@@ -466,21 +357,4 @@ fn print_text(r: &Report) {
             }
         }
     }
-}
-
-fn print_usage(who: &str, u: &ProcUsage) {
-    let per_viewer_cpu = u
-        .cpu_percent_per_viewer
-        .map_or(String::new(), |p| format!(", {p:.3} % per viewer"));
-    let per_viewer_rss = u
-        .rss_kib_per_viewer
-        .map_or(String::new(), |k| format!(", {k:.0} KiB per viewer"));
-    println!(
-        "{who:<13} pid {}: CPU {:.1} % of one core{per_viewer_cpu}; RSS {:.1} → {:.1} MiB ({:+.1} MiB{per_viewer_rss})",
-        u.pid,
-        u.cpu_percent_of_core,
-        u.rss_before_kib as f64 / 1024.0,
-        u.rss_after_kib as f64 / 1024.0,
-        u.rss_delta_kib as f64 / 1024.0,
-    );
 }

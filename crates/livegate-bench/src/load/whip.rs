@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use livegate_bench::whip::{
-    MediaFile, OfferShape, SentStats, WhipClient, WhipClientError, WhipOptions, WhipPublisher,
+    MediaFile, OfferShape, SentStats, WhipClient, WhipOptions, WhipPublisher,
 };
 use serde::Serialize;
-use tokio::task::JoinSet;
 
-use super::proc_stat::{self, ProcSample, ProcUsage};
-use super::summary::{Distribution, Tally, TallyEntry};
+use super::proc_stat::ProcUsage;
+use super::runner::{self, Samples, Window};
+use super::summary::{failure_label, Distribution, TallyEntry};
 use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
 
 /// What `--url` says the publisher's index is replaced by.
@@ -152,23 +152,22 @@ pub async fn run(args: WhipArgs) -> anyhow::Result<std::process::ExitCode> {
     let (live, mut failed) = open_publishers(&args, &options).await;
     let ramp_secs = ramp_started.elapsed().as_secs_f64();
 
-    let window_start = Samples::take(gateway_pid)?;
-    let before: Vec<SentStats> = live.iter().map(|l| l.publisher.stats()).collect();
-    let hold = if live.is_empty() { 0.0 } else { args.duration };
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs_f64(hold)) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("livegate-bench: interrupted; ending the window early"),
-    }
-    let window_end = Samples::take(gateway_pid)?;
-    let after: Vec<SentStats> = live.iter().map(|l| l.publisher.stats()).collect();
-    let window = window_end.bench.at.duration_since(window_start.bench.at);
-
+    let window = Window::hold(gateway_pid, args.duration, || {
+        live.iter().map(|l| l.publisher.stats()).collect()
+    })
+    .await?;
     let mut publishers: Vec<PublisherReport> = live
         .iter()
-        .zip(before.iter().zip(&after))
-        .map(|(live, (before, after))| publisher_report(live, before, after, window))
+        .zip(window.before.iter().zip(&window.after))
+        .map(|(live, (before, after))| publisher_report(live, before, after, window.length()))
         .collect();
-    let ends = tear_down(live).await;
+    let ends = runner::tear_down(live, |live| async move {
+        let closed = live.publisher.closed_reason().is_some();
+        let status = live.publisher.delete().await.ok();
+        live.publisher.disconnect().await;
+        (closed, status)
+    })
+    .await;
     for (report, (closed, delete_status)) in publishers.iter_mut().zip(ends) {
         report.closed_during_window = closed;
         report.delete_status = delete_status;
@@ -177,56 +176,23 @@ pub async fn run(args: WhipArgs) -> anyhow::Result<std::process::ExitCode> {
     publishers.append(&mut failed);
     publishers.sort_by_key(|p| p.index);
 
-    let usage = |pid: u32, pick: fn(&Samples) -> Option<&ProcSample>| {
-        Some(ProcUsage::between(
-            pid,
-            pick(&baseline)?,
-            pick(&window_start)?,
-            pick(&window_end)?,
-            connected,
-        ))
-    };
+    let (gateway, bench) = window.usage(&baseline, gateway_pid, connected);
     let report = summarize(
         &args,
         publishers,
         connected,
         ramp_secs,
-        window.as_secs_f64(),
-        gateway_pid.and_then(|pid| usage(pid, |s| s.gateway.as_ref())),
-        usage(std::process::id(), |s| Some(&s.bench)),
+        window.length().as_secs_f64(),
+        gateway,
+        bench,
     );
-    if args.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_text(&report);
-    }
-    Ok(if report.streams_failed == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    runner::print(&report, args.common.json, print_text)?;
+    Ok(runner::exit_code(report.streams_failed))
 }
 
 /// The URL of publisher `index`.
 fn url_of(template: &str, index: usize) -> String {
     template.replace(INDEX_PLACEHOLDER, &index.to_string())
-}
-
-/// Readings of the gateway (with `--cpu-of`) and of this process at one moment.
-struct Samples {
-    gateway: Option<ProcSample>,
-    bench: ProcSample,
-}
-
-impl Samples {
-    fn take(gateway: Option<u32>) -> anyhow::Result<Samples> {
-        Ok(Samples {
-            gateway: gateway
-                .map(|pid| proc_stat::sample(Some(pid)))
-                .transpose()?,
-            bench: proc_stat::sample(None)?,
-        })
-    }
 }
 
 /// POSTs publisher i at ramp start + i × ramp and waits for it to connect; returns those
@@ -236,15 +202,11 @@ async fn open_publishers(
     options: &WhipOptions,
 ) -> (Vec<Live>, Vec<PublisherReport>) {
     let client = WhipClient::new();
-    let start = tokio::time::Instant::now();
     let connect_timeout = Duration::from_secs_f64(args.connect_timeout);
-    let mut tasks = JoinSet::new();
-    for index in 0..args.streams as usize {
+    let open = |index: usize| {
         let (client, options) = (client.clone(), options.clone());
         let url = url_of(&args.url, index);
-        let at = start + Duration::from_millis(args.ramp_ms) * index as u32;
-        tasks.spawn(async move {
-            tokio::time::sleep_until(at).await;
+        async move {
             open_one(&client, &url, &options, connect_timeout)
                 .await
                 .map(|(publisher, connect)| Live {
@@ -261,22 +223,13 @@ async fn open_publishers(
                     delete_status: status,
                     ..PublisherReport::default()
                 })
-        });
-    }
-    let mut live = Vec::new();
-    let mut failed = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(publisher)) => live.push(publisher),
-            Ok(Err(report)) => failed.push(report),
-            Err(e) => failed.push(PublisherReport {
-                error: Some(format!("task failed: {e}")),
-                ..PublisherReport::default()
-            }),
         }
-    }
-    live.sort_by_key(|l| l.index);
-    (live, failed)
+    };
+    let task_failed = |why| PublisherReport {
+        error: Some(why),
+        ..PublisherReport::default()
+    };
+    runner::ramp(args.streams as usize, args.ramp_ms, open, task_failed).await
 }
 
 /// One publisher: POST, then wait to connect; on failure, the failure's label, the time to
@@ -298,18 +251,6 @@ async fn open_one(
             publisher.disconnect().await;
             Err((failure_label(&e), Some(publisher.answered_after()), status))
         }
-    }
-}
-
-/// Groups failures: the gateway's status and reason, or the kind of local failure.
-pub(super) fn failure_label(error: &WhipClientError) -> String {
-    match error {
-        WhipClientError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
-        WhipClientError::Timeout { what, .. } => format!("timed out waiting for {what}"),
-        WhipClientError::Closed { state, .. } => format!("connection {state}"),
-        WhipClientError::Http(e) if e.is_timeout() => "HTTP request timed out".to_owned(),
-        WhipClientError::Http(e) if e.is_connect() => "HTTP connection failed".to_owned(),
-        other => other.to_string(),
     }
 }
 
@@ -342,28 +283,6 @@ fn publisher_report(
     }
 }
 
-/// Notes which publishes the gateway had closed, then DELETEs and closes every one at once;
-/// returns (closed during the window, DELETE status) in the publishers' order.
-async fn tear_down(live: Vec<Live>) -> Vec<(bool, Option<u16>)> {
-    let mut tasks = JoinSet::new();
-    let count = live.len();
-    for (position, live) in live.into_iter().enumerate() {
-        tasks.spawn(async move {
-            let closed = live.publisher.closed_reason().is_some();
-            let status = live.publisher.delete().await.ok();
-            live.publisher.disconnect().await;
-            (position, closed, status)
-        });
-    }
-    let mut ends = vec![(false, None); count];
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok((position, closed, status)) = joined {
-            ends[position] = (closed, status);
-        }
-    }
-    ends
-}
-
 fn summarize(
     args: &WhipArgs,
     publishers: Vec<PublisherReport>,
@@ -377,18 +296,11 @@ fn summarize(
     let values = |f: fn(&PublisherReport) -> Option<f64>| -> Vec<f64> {
         reached.iter().filter_map(|p| f(p)).collect()
     };
-    let mut failures = Tally::default();
-    let mut deletes = Tally::default();
-    for publisher in &publishers {
-        if let Some(error) = &publisher.error {
-            failures.add(error.clone());
-        }
-        match publisher.delete_status {
-            Some(status) => deletes.add(status.to_string()),
-            None if publisher.error.is_none() => deletes.add("no response"),
-            None => {}
-        }
-    }
+    let (failures, deletes) = runner::tally_ends(
+        publishers
+            .iter()
+            .map(|p| (p.error.as_deref(), p.delete_status)),
+    );
     let created: Vec<f64> = publishers.iter().filter_map(|p| p.created_ms).collect();
     Report {
         url: args.url.clone(),
@@ -396,7 +308,7 @@ fn summarize(
         streams_requested: args.streams as usize,
         streams_connected: connected,
         streams_failed: args.streams as usize - connected,
-        failures: failures.entries(),
+        failures,
         ramp_secs,
         window_secs,
         created_ms: Distribution::of(&created),
@@ -408,7 +320,7 @@ fn summarize(
         keyframe_requests: reached.iter().map(|p| p.keyframe_requests).sum(),
         nacks: reached.iter().map(|p| p.nacks).sum(),
         closed_during_window: reached.iter().filter(|p| p.closed_during_window).count(),
-        deletes: deletes.entries(),
+        deletes,
         gateway_cpu_percent_per_stream: gateway.as_ref().and_then(|g| g.cpu_percent_per_viewer),
         gateway,
         bench,
@@ -426,9 +338,7 @@ fn print_text(r: &Report) {
         "streams       requested {}, connected {}, failed {}, closed by the gateway during the window {}",
         r.streams_requested, r.streams_connected, r.streams_failed, r.closed_during_window
     );
-    for failure in &r.failures {
-        println!("  failed      {} × {}", failure.count, failure.label);
-    }
+    runner::print_failures(&r.failures);
     println!(
         "window        {:.1} s steady state after a {:.1} s ramp",
         r.window_secs, r.ramp_secs
@@ -467,20 +377,7 @@ fn print_text(r: &Report) {
         "feedback      {} keyframe requests, {} NACKs received ({} packets sent)",
         r.keyframe_requests, r.nacks, r.packets_sent
     );
-    let deletes: Vec<String> = r
-        .deletes
-        .iter()
-        .map(|d| format!("{} × {}", d.count, d.label))
-        .collect();
-    if !deletes.is_empty() {
-        println!("DELETE        {}", deletes.join(", "));
-    }
-    if let Some(g) = &r.gateway {
-        print_usage("gateway", g);
-    }
-    if let Some(b) = &r.bench {
-        print_usage("bench", b);
-    }
+    runner::print_deletes_and_usage(&r.deletes, r.gateway.as_ref(), r.bench.as_ref(), "stream");
     if r.publishers.len() <= PUBLISHER_LINES_UP_TO {
         for p in &r.publishers {
             match &p.error {
@@ -497,23 +394,6 @@ fn print_text(r: &Report) {
             }
         }
     }
-}
-
-fn print_usage(who: &str, u: &ProcUsage) {
-    let per_stream_cpu = u
-        .cpu_percent_per_viewer
-        .map_or(String::new(), |p| format!(", {p:.3} % per stream"));
-    let per_stream_rss = u
-        .rss_kib_per_viewer
-        .map_or(String::new(), |k| format!(", {k:.0} KiB per stream"));
-    println!(
-        "{who:<13} pid {}: CPU {:.1} % of one core{per_stream_cpu}; RSS {:.1} → {:.1} MiB ({:+.1} MiB{per_stream_rss})",
-        u.pid,
-        u.cpu_percent_of_core,
-        u.rss_before_kib as f64 / 1024.0,
-        u.rss_after_kib as f64 / 1024.0,
-        u.rss_delta_kib as f64 / 1024.0,
-    );
 }
 
 #[cfg(test)]

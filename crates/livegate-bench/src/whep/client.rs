@@ -1,14 +1,10 @@
 //! Making a session: offer, POST, answer (draft-ietf-wish-whep §4.1, RFC 9725 §4.2).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
-
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, LINK, LOCATION, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
-
 use super::peer::{Observed, Peer};
 use super::session::{SessionParts, WhepSession};
-use super::{http, sdp, WhepClientError, WhepOptions};
+use super::{WhepClientError, WhepOptions};
+use crate::error::Side;
+use crate::{endpoint, http, sdp};
 
 /// Starts WHEP sessions. Cheap to clone; clones share one HTTP connection pool, so a load
 /// run's POSTs reuse kept-alive connections instead of opening hundreds.
@@ -47,13 +43,14 @@ impl WhepClient {
         url: &str,
         options: &WhepOptions,
     ) -> Result<WhepSession, WhepClientError> {
-        let endpoint = Url::parse(url).map_err(|e| WhepClientError::Url(format!("{url}: {e}")))?;
-        if endpoint.scheme() != "http" {
-            return Err(WhepClientError::Url(format!(
-                "{url}: only http:// is supported (built without TLS)"
-            )));
-        }
-        let bind = bind_addr(&endpoint, options).await?;
+        let endpoint = endpoint::parse(url, Side::Whep)?;
+        let bind = endpoint::bind_addr(
+            &endpoint,
+            options.udp_bind,
+            options.loopback_only,
+            Side::Whep,
+        )
+        .await?;
         let mut peer = Peer::bind(bind, options.ice_check_interval).await?;
         let offer_sdp = peer.offer(options)?;
         let offer_sdp = if options.strip_candidates {
@@ -65,45 +62,15 @@ impl WhepClient {
             Some(transform) => transform(offer_sdp.clone()),
             None => offer_sdp.clone(),
         };
-
-        let mut request = self
-            .http
-            .post(endpoint.clone())
-            .header(CONTENT_TYPE, "application/sdp")
-            .timeout(options.request_timeout)
-            .body(body);
-        if let Some(token) = &options.bearer_token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let posted_at = Instant::now();
-        let response = request.send().await?;
-
-        let status = response.status();
-        let headers = response.headers().clone();
-        let header = |name| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let answer_sdp = response.text().await?;
-        if status != StatusCode::CREATED {
-            return Err(WhepClientError::Status {
-                status: status.as_u16(),
-                reason: http::reason_line(&answer_sdp),
-                retry_after: header(RETRY_AFTER),
-            });
-        }
-        let location = header(LOCATION)
-            .ok_or_else(|| WhepClientError::Protocol("no Location header".to_owned()))?;
-        let resource_url =
-            http::resolve_location(&endpoint, &location).map_err(WhepClientError::Protocol)?;
-        if !answer_sdp.starts_with("v=0") {
-            return Err(WhepClientError::Protocol(format!(
-                "the body is not an SDP answer: {}",
-                http::reason_line(&answer_sdp)
-            )));
-        }
+        let created = http::post_offer(
+            &self.http,
+            &endpoint,
+            body,
+            options.bearer_token.as_deref(),
+            options.request_timeout,
+        )
+        .await?;
+        let answer_sdp = created.answer_sdp;
 
         let (applied, removed_candidates) = if options.loopback_only {
             sdp::loopback_candidates_only(&answer_sdp)
@@ -115,19 +82,15 @@ impl WhepClient {
         let handle = peer.spawn(observed.clone(), options.video_tap.clone());
 
         let parts = SessionParts {
-            location,
-            resource_url,
-            etag: header(ETAG),
-            link_headers: headers
-                .get_all(LINK)
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_owned))
-                .collect(),
+            location: created.location,
+            resource_url: created.resource_url,
+            etag: created.etag,
+            link_headers: created.link_headers,
             sends_video: sdp::answer_sends(&answer_sdp, "video"),
             offer_sdp,
             answer_sdp,
             removed_candidates,
-            posted_at,
+            posted_at: created.posted_at,
         };
         Ok(WhepSession::new(
             parts,
@@ -138,46 +101,4 @@ impl WhepClient {
             options.bearer_token.clone(),
         ))
     }
-}
-
-/// The viewer's socket address. It must be a concrete IP, because it is also the host
-/// candidate: loopback (of the URL's family) when `loopback_only`, otherwise the address
-/// this host would use to reach the URL's host (a connected UDP socket sends nothing).
-async fn bind_addr(endpoint: &Url, options: &WhepOptions) -> Result<SocketAddr, WhepClientError> {
-    if let Some(bind) = options.udp_bind {
-        return Ok(bind);
-    }
-    let host = endpoint
-        .host_str()
-        .ok_or_else(|| WhepClientError::Url(format!("{endpoint}: no host")))?;
-    let literal: Option<IpAddr> = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok();
-    if options.loopback_only {
-        let ip = match literal {
-            Some(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
-        return Ok(SocketAddr::new(ip, 0));
-    }
-    let port = endpoint.port_or_known_default().unwrap_or(80);
-    let target = match literal {
-        Some(ip) => SocketAddr::new(ip, port),
-        None => tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| WhepClientError::Url(format!("{endpoint}: {e}")))?
-            .next()
-            .ok_or_else(|| WhepClientError::Url(format!("{endpoint}: no address")))?,
-    };
-    let unspecified: IpAddr = match target {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let probe = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
-        .and_then(|socket| socket.connect(target).map(|()| socket))
-        .and_then(|socket| socket.local_addr())
-        .map_err(|e| WhepClientError::Url(format!("{endpoint}: no route: {e}")))?;
-    Ok(SocketAddr::new(probe.ip(), 0))
 }

@@ -31,19 +31,18 @@
 //! candidates ([`WhepOptions::loopback_only`]).
 
 mod client;
-mod error;
 mod h264;
-pub(crate) mod http;
 mod options;
 mod peer;
 mod receive;
-pub(crate) mod sdp;
 mod session;
 
+pub use crate::error::PeerError;
+pub use crate::http::retry_after_delay;
 pub use client::WhepClient;
-pub use error::WhepClientError;
-pub use http::retry_after_delay;
 pub use options::{OfferTransform, VideoPacketTap, WhepOptions};
-pub use peer::PeerError;
 pub use receive::{FrameRecord, KindStats, PacketView};
 pub use session::{SessionStats, WhepSession};
+
+/// Errors of [`WhepClient`] and [`WhepSession`]: the crate's one client error.
+pub type WhepClientError = crate::error::ClientError;

@@ -40,7 +40,6 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsTransportState, RTCIceCandidate,
     RTCIceCandidateInit,
@@ -50,13 +49,14 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
-use rtc::shared::error::Error as RtcError;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::receive::{PacketView, TrackAccount, TrackKind};
 use super::{VideoPacketTap, WhepOptions};
+use crate::error::PeerError;
+use crate::lifecycle::Lifecycle;
 
 /// H.264 profiles offered, each as its own payload type: constrained baseline 3.1, baseline
 /// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first.
@@ -96,11 +96,7 @@ impl TrackShared {
 pub(crate) struct Observed {
     pub(crate) video: TrackShared,
     pub(crate) audio: TrackShared,
-    pub(crate) state: watch::Sender<RTCPeerConnectionState>,
-    /// When the connection state first became `connected`.
-    pub(crate) connected_at: Mutex<Option<Instant>>,
-    /// Why the loop ended, once it has.
-    pub(crate) ended: watch::Sender<Option<&'static str>>,
+    pub(crate) lifecycle: Lifecycle,
     messages: mpsc::Sender<String>,
 }
 
@@ -110,22 +106,10 @@ impl Observed {
         let observed = Arc::new(Observed {
             video: TrackShared::new(TrackKind::Video, log_limit),
             audio: TrackShared::new(TrackKind::Audio, log_limit),
-            state: watch::Sender::new(RTCPeerConnectionState::New),
-            connected_at: Mutex::new(None),
-            ended: watch::Sender::new(None),
+            lifecycle: Lifecycle::new(),
             messages,
         });
         (observed, received)
-    }
-
-    fn end(&self, why: &'static str) {
-        self.ended.send_if_modified(|ended| {
-            let first = ended.is_none();
-            if first {
-                *ended = Some(why);
-            }
-            first
-        });
     }
 }
 
@@ -250,17 +234,6 @@ impl Peer {
     }
 }
 
-/// Why a peer connection could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    #[error("{0}")]
-    Rtc(#[from] RtcError),
-    #[error("UDP socket: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("no local description after applying the offer")]
-    NoLocalDescription,
-}
-
 /// What the session asks of its loop.
 enum Command {
     /// Close, and say so on the sender once done.
@@ -313,7 +286,7 @@ impl Driver {
         let mut closed_by: Option<oneshot::Sender<()>> = None;
         loop {
             self.flush().await;
-            if self.observed.ended.borrow().is_some() {
+            if self.observed.lifecycle.ended().is_some() {
                 break;
             }
             let now = Instant::now();
@@ -359,10 +332,7 @@ impl Driver {
         let _ = self.pc.close();
         self.pump();
         self.flush().await;
-        self.observed.end("closed by the viewer");
-        self.observed
-            .state
-            .send_replace(RTCPeerConnectionState::Closed);
+        self.observed.lifecycle.finish("closed by the viewer");
         if let Some(done) = closed_by {
             let _ = done.send(());
         }
@@ -404,6 +374,7 @@ impl Driver {
             // The W3C connection-state rules count a closed DTLS transport as connected,
             // so the gateway's close_notify shows only here.
             self.observed
+                .lifecycle
                 .end("closed by the gateway (DTLS close_notify)");
         }
     }
@@ -430,18 +401,7 @@ impl Driver {
     fn on_event(&mut self, event: RTCPeerConnectionEvent) {
         match event {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-                match state {
-                    RTCPeerConnectionState::Connected => {
-                        self.observed
-                            .connected_at
-                            .lock()
-                            .get_or_insert_with(Instant::now);
-                    }
-                    RTCPeerConnectionState::Failed => self.observed.end("failed"),
-                    RTCPeerConnectionState::Closed => self.observed.end("closed"),
-                    _ => {}
-                }
-                self.observed.state.send_replace(state);
+                self.observed.lifecycle.on_state(state, Instant::now());
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                 let kind = self

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::AUTHORIZATION;
 use reqwest::Url;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use tokio::sync::mpsc;
@@ -11,6 +10,8 @@ use tokio::sync::mpsc;
 use super::peer::{Observed, PeerHandle, TrackShared};
 use super::receive::KindStats;
 use super::WhepClientError;
+use crate::error::Side;
+use crate::http;
 
 /// What the 201 response and the negotiation produced.
 pub(crate) struct SessionParts {
@@ -113,36 +114,14 @@ impl WhepSession {
     /// Waits until the peer connection is connected (ICE and DTLS up); returns how long
     /// that took since the POST.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<Duration, WhepClientError> {
-        let mut state = self.observed.state.subscribe();
-        let reached = tokio::time::timeout(
-            timeout,
-            state.wait_for(|s| {
-                matches!(
-                    s,
-                    RTCPeerConnectionState::Connected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed
-                )
-            }),
-        )
-        .await
-        .map_err(|_| WhepClientError::Timeout {
-            what: self.connect_wait_detail(),
-            timeout,
-        })?
-        .map(|s| *s)
-        .unwrap_or(RTCPeerConnectionState::Closed);
-        if reached != RTCPeerConnectionState::Connected {
-            return Err(WhepClientError::Closed {
-                what: "the connection".to_owned(),
-                state: reached.to_string(),
-            });
-        }
+        self.observed
+            .lifecycle
+            .wait_connected(timeout, Side::Whep, |state| self.connect_wait_detail(state))
+            .await?;
         Ok(self.stats_connected_at().unwrap_or_default())
     }
 
-    fn connect_wait_detail(&self) -> String {
-        let state = *self.observed.state.borrow();
+    fn connect_wait_detail(&self, state: RTCPeerConnectionState) -> String {
         match self.parts.removed_candidates {
             0 => format!("the connection (still {state})"),
             n => format!(
@@ -179,30 +158,15 @@ impl WhepSession {
         timeout: Duration,
         what: &str,
     ) -> Result<(), WhepClientError> {
-        let mut count = shared.frames.subscribe();
-        let mut ended = self.observed.ended.subscribe();
-        let waited = tokio::time::timeout(timeout, async {
-            tokio::select! {
-                biased;
-                _ = count.wait_for(|c| *c >= n) => None,
-                why = ended.wait_for(Option::is_some) => {
-                    Some(why.ok().and_then(|why| *why).unwrap_or("closed"))
-                }
-            }
-        })
-        .await;
+        let waited = self
+            .observed
+            .lifecycle
+            .wait_unless_ended(&shared.frames, |c| *c >= n, timeout)
+            .await;
         let got = *shared.frames.borrow();
-        match waited {
-            Ok(None) => Ok(()),
-            Ok(Some(why)) => Err(WhepClientError::Closed {
-                what: format!("{n} {what} (got {got})"),
-                state: why.to_owned(),
-            }),
-            Err(_) => Err(WhepClientError::Timeout {
-                what: format!("{n} {what} (got {got})"),
-                timeout,
-            }),
-        }
+        waited.map_err(|unmet| {
+            unmet.into_error(Side::Whep, format!("{n} {what} (got {got})"), timeout)
+        })
     }
 
     /// What arrived so far, with each kind's frame log.
@@ -245,39 +209,23 @@ impl WhepSession {
 
     fn stats_connected_at(&self) -> Option<Duration> {
         self.observed
-            .connected_at
-            .lock()
-            .map(|at| at.saturating_duration_since(self.parts.posted_at))
+            .lifecycle
+            .connected_after(self.parts.posted_at)
     }
 
     /// Waits until the session is over from the network's side: the peer connection failed
     /// or closed, or the gateway's DTLS close_notify arrived (how livegate ends a session it
     /// closes). Returns why, e.g. `"closed by the gateway (DTLS close_notify)"`.
     pub async fn wait_closed(&self, timeout: Duration) -> Result<&'static str, WhepClientError> {
-        let mut ended = self.observed.ended.subscribe();
-        let waited = tokio::time::timeout(timeout, async {
-            ended
-                .wait_for(Option::is_some)
-                .await
-                .ok()
-                .and_then(|why| *why)
-        })
-        .await;
-        match waited {
-            Ok(why) => Ok(why.unwrap_or("closed")),
-            Err(_) => Err(WhepClientError::Timeout {
-                what: format!(
-                    "the session to close (still {})",
-                    *self.observed.state.borrow()
-                ),
-                timeout,
-            }),
-        }
+        self.observed
+            .lifecycle
+            .wait_closed(timeout, Side::Whep)
+            .await
     }
 
     /// Whether the session is over (see [`WhepSession::wait_closed`]), and why.
     pub fn closed_reason(&self) -> Option<&'static str> {
-        *self.observed.ended.borrow()
+        self.observed.lifecycle.ended()
     }
 
     /// Whether the session is over now (see [`WhepSession::wait_closed`]). Async only for
@@ -292,6 +240,7 @@ impl WhepSession {
         match tokio::time::timeout(timeout, messages.recv()).await {
             Ok(Some(message)) => Ok(message),
             Ok(None) => Err(WhepClientError::Closed {
+                side: Side::Whep,
                 what: "a data channel message".to_owned(),
                 state: "dropped".to_owned(),
             }),
@@ -306,18 +255,13 @@ impl WhepSession {
     /// whatever it is. The local peer connection stays open, so the gateway's side of the
     /// teardown can be observed with [`WhepSession::wait_closed`].
     pub async fn delete(&self) -> Result<u16, WhepClientError> {
-        let mut request = self
-            .http
-            .delete(self.parts.resource_url.clone())
-            .timeout(DELETE_TIMEOUT);
-        if let Some(token) = &self.bearer_token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        // Read the body so the connection goes back to the pool.
-        let _ = response.bytes().await;
-        Ok(status)
+        http::delete_resource(
+            &self.http,
+            &self.parts.resource_url,
+            self.bearer_token.as_deref(),
+            Some(DELETE_TIMEOUT),
+        )
+        .await
     }
 
     /// Closes the local peer connection (DTLS close_notify sent, socket released) without

@@ -35,7 +35,6 @@
 //! frame). It speaks plain HTTP only and sends no PATCH.
 
 mod client;
-mod error;
 mod media;
 mod options;
 mod pacer;
@@ -44,10 +43,12 @@ mod peer;
 mod publisher;
 
 pub use client::WhipClient;
-pub use error::WhipClientError;
 pub use media::{MediaFile, MediaFileError, MAX_FILE_BYTES};
 pub use options::{OfferShape, SentVideoTap, WhipOptions};
 #[cfg(test)]
 pub(crate) use payload::ObsH264Payloads;
 pub use peer::SentStats;
 pub use publisher::WhipPublisher;
+
+/// Errors of [`WhipClient`] and [`WhipPublisher`]: the crate's one client error.
+pub type WhipClientError = crate::error::ClientError;

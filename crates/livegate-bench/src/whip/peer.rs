@@ -64,7 +64,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::pacer::{duration_of_90k, ticks_90k_of, Pacer};
 use super::payload::ObsH264Payloads;
 use super::{MediaFile, OfferShape, SentVideoTap, WhipOptions};
-use crate::whep::PeerError;
+use crate::error::PeerError;
+use crate::lifecycle::Lifecycle;
 
 /// H.264 payload type, as OBS and the brief's offers use it.
 pub(crate) const H264_PAYLOAD_TYPE: u8 = 96;
@@ -111,10 +112,7 @@ pub(crate) struct Observed {
     pub(crate) progress: watch::Sender<u64>,
     /// Whether every pass asked for has been sent.
     pub(crate) media_finished: watch::Sender<bool>,
-    pub(crate) state: watch::Sender<RTCPeerConnectionState>,
-    pub(crate) connected_at: Mutex<Option<Instant>>,
-    /// Why the loop ended, once it has.
-    pub(crate) ended: watch::Sender<Option<&'static str>>,
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl Observed {
@@ -123,20 +121,8 @@ impl Observed {
             sent: Mutex::new(SentStats::default()),
             progress: watch::Sender::new(0),
             media_finished: watch::Sender::new(false),
-            state: watch::Sender::new(RTCPeerConnectionState::New),
-            connected_at: Mutex::new(None),
-            ended: watch::Sender::new(None),
+            lifecycle: Lifecycle::new(),
         })
-    }
-
-    fn end(&self, why: &'static str) {
-        self.ended.send_if_modified(|ended| {
-            let first = ended.is_none();
-            if first {
-                *ended = Some(why);
-            }
-            first
-        });
     }
 }
 
@@ -430,7 +416,7 @@ impl Driver {
         loop {
             self.flush().await;
             self.tell_sent_video();
-            if self.observed.ended.borrow().is_some() {
+            if self.observed.lifecycle.ended().is_some() {
                 break;
             }
             let now = Instant::now();
@@ -483,16 +469,15 @@ impl Driver {
             }
         }
         if vanished {
-            self.observed.end("vanished (closed without a word)");
+            self.observed
+                .lifecycle
+                .finish("vanished (closed without a word)");
         } else {
             let _ = self.pc.close();
             self.pump();
             self.flush().await;
-            self.observed.end("closed by the publisher");
+            self.observed.lifecycle.finish("closed by the publisher");
         }
-        self.observed
-            .state
-            .send_replace(RTCPeerConnectionState::Closed);
         // The socket goes with the driver, before the caller hears we are done.
         drop(self);
         if let Some(done) = replied {
@@ -616,6 +601,7 @@ impl Driver {
             // The W3C connection-state rules count a closed DTLS transport as connected,
             // so the gateway's close_notify shows only here.
             self.observed
+                .lifecycle
                 .end("closed by the gateway (DTLS close_notify)");
         }
     }
@@ -647,17 +633,11 @@ impl Driver {
     }
 
     fn on_state(&mut self, state: RTCPeerConnectionState) {
-        match state {
-            RTCPeerConnectionState::Connected => {
-                let now = Instant::now();
-                self.observed.connected_at.lock().get_or_insert(now);
-                self.media_started_at.get_or_insert(now);
-            }
-            RTCPeerConnectionState::Failed => self.observed.end("failed"),
-            RTCPeerConnectionState::Closed => self.observed.end("closed"),
-            _ => {}
+        let now = Instant::now();
+        if state == RTCPeerConnectionState::Connected {
+            self.media_started_at.get_or_insert(now);
         }
-        self.observed.state.send_replace(state);
+        self.observed.lifecycle.on_state(state, now);
     }
 
     async fn flush(&mut self) {

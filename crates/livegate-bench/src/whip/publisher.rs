@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::AUTHORIZATION;
 use reqwest::Url;
-use rtc::peer_connection::state::RTCPeerConnectionState;
 use tokio::sync::watch;
 
 use super::peer::{Observed, PublisherHandle, SentStats};
 use super::WhipClientError;
+use crate::error::Side;
+use crate::http;
 
 /// What the 201 response and the negotiation produced.
 pub(crate) struct PublishParts {
@@ -109,39 +109,19 @@ impl WhipPublisher {
     /// Since the POST, when the peer connection first reached `connected`.
     pub fn connected_after(&self) -> Option<Duration> {
         self.observed
-            .connected_at
-            .lock()
-            .map(|at| at.saturating_duration_since(self.parts.posted_at))
+            .lifecycle
+            .connected_after(self.parts.posted_at)
     }
 
     /// Waits until the peer connection is connected (ICE and DTLS up; media starts then);
     /// returns how long that took since the POST.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<Duration, WhipClientError> {
-        let mut state = self.observed.state.subscribe();
-        let reached = tokio::time::timeout(
-            timeout,
-            state.wait_for(|s| {
-                matches!(
-                    s,
-                    RTCPeerConnectionState::Connected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed
-                )
-            }),
-        )
-        .await
-        .map_err(|_| WhipClientError::Timeout {
-            what: format!("the connection (still {})", *self.observed.state.borrow()),
-            timeout,
-        })?
-        .map(|s| *s)
-        .unwrap_or(RTCPeerConnectionState::Closed);
-        if reached != RTCPeerConnectionState::Connected {
-            return Err(WhipClientError::Closed {
-                what: "the connection".to_owned(),
-                state: reached.to_string(),
-            });
-        }
+        self.observed
+            .lifecycle
+            .wait_connected(timeout, Side::Whip, |state| {
+                format!("the connection (still {state})")
+            })
+            .await?;
         Ok(self.connected_after().unwrap_or_default())
     }
 
@@ -171,60 +151,34 @@ impl WhipPublisher {
         what: String,
         timeout: Duration,
     ) -> Result<(), WhipClientError> {
-        let mut value = watched.subscribe();
-        let mut ended = self.observed.ended.subscribe();
-        let waited = tokio::time::timeout(timeout, async {
-            tokio::select! {
-                biased;
-                _ = value.wait_for(reached) => None,
-                why = ended.wait_for(Option::is_some) => {
-                    Some(why.ok().and_then(|why| *why).unwrap_or("closed"))
-                }
-            }
-        })
-        .await;
+        let waited = self
+            .observed
+            .lifecycle
+            .wait_unless_ended(watched, reached, timeout)
+            .await;
         let progress = *self.observed.progress.borrow();
-        match waited {
-            Ok(None) => Ok(()),
-            Ok(Some(why)) => Err(WhipClientError::Closed {
-                what: format!("{what} ({progress} frames sent)"),
-                state: why.to_owned(),
-            }),
-            Err(_) => Err(WhipClientError::Timeout {
-                what: format!("{what} ({progress} frames sent)"),
+        waited.map_err(|unmet| {
+            unmet.into_error(
+                Side::Whip,
+                format!("{what} ({progress} frames sent)"),
                 timeout,
-            }),
-        }
+            )
+        })
     }
 
     /// Waits until the publish is over from the network's side: the peer connection failed
     /// or closed, or the gateway's DTLS close_notify arrived (how livegate ends a session it
     /// closes). Returns why, e.g. `"closed by the gateway (DTLS close_notify)"`.
     pub async fn wait_closed(&self, timeout: Duration) -> Result<&'static str, WhipClientError> {
-        let mut ended = self.observed.ended.subscribe();
-        let waited = tokio::time::timeout(timeout, async {
-            ended
-                .wait_for(Option::is_some)
-                .await
-                .ok()
-                .and_then(|why| *why)
-        })
-        .await;
-        match waited {
-            Ok(why) => Ok(why.unwrap_or("closed")),
-            Err(_) => Err(WhipClientError::Timeout {
-                what: format!(
-                    "the publish to close (still {})",
-                    *self.observed.state.borrow()
-                ),
-                timeout,
-            }),
-        }
+        self.observed
+            .lifecycle
+            .wait_closed(timeout, Side::Whip)
+            .await
     }
 
     /// Whether the publish is over (see [`WhipPublisher::wait_closed`]), and why.
     pub fn closed_reason(&self) -> Option<&'static str> {
-        *self.observed.ended.borrow()
+        self.observed.lifecycle.ended()
     }
 
     /// Stops the media; the connection stays up (a publisher gone quiet).
@@ -238,15 +192,15 @@ impl WhipPublisher {
     /// [`WhipPublisher::wait_closed`].
     pub async fn delete(&self) -> Result<u16, WhipClientError> {
         self.peer.stop_media().await;
-        let mut request = self.http.delete(self.parts.resource_url.clone());
-        if let Some(token) = &self.bearer_token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        // Read the body so the connection goes back to the pool.
-        let _ = response.bytes().await;
-        Ok(status)
+        // No limit of its own, unlike a viewer's DELETE: a publisher's is bounded only by
+        // the caller (the load run's watchdog).
+        http::delete_resource(
+            &self.http,
+            &self.parts.resource_url,
+            self.bearer_token.as_deref(),
+            None,
+        )
+        .await
     }
 
     /// Vanishes: the loop ends and the socket is dropped without DTLS close_notify or any

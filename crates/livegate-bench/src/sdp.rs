@@ -1,4 +1,4 @@
-//! Line-level SDP edits a WHEP viewer makes around the peer connection: dropping candidates
+//! Line-level SDP edits a client makes around its peer connection: dropping candidates
 //! from an offer, keeping only loopback candidates of an answer, and reading which media
 //! the answer will send. Not an SDP parser: lines are matched by their RFC 8866 type prefix.
 
