@@ -2,11 +2,16 @@
 //! them, the steady-state window with the process samples around it, the tear-down, and the
 //! parts of the report that read the same (failures, DELETEs, CPU and memory, exit code).
 //!
-//! Not here: what a session is or what its figures mean; each run passes its own.
+//! Phases, in [`measure`]: baseline sample → ramp → window start sample → window → window end
+//! sample → tear-down. Rates are over the window only, so ramp and teardown do not blur the
+//! steady state the per-session figures describe.
+//!
+//! Not here: what a session is or what its figures mean; each run says with [`Held`] and
+//! [`Row`].
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant as StdInstant};
 
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -14,6 +19,77 @@ use tokio::time::Instant;
 
 use super::proc_stat::{self, ProcSample, ProcUsage};
 use super::summary::{Tally, TallyEntry};
+
+/// A session that reached the window.
+pub(super) trait Held: Send + 'static {
+    /// What is read of it at both ends of the window.
+    type Counters;
+    fn counters(&self) -> Self::Counters;
+    /// Notes whether the gateway had closed it, DELETEs it and closes it: (closed during
+    /// the window, DELETE status).
+    fn end(self) -> impl Future<Output = (bool, Option<u16>)> + Send + 'static;
+}
+
+/// One session's line of a report, whether it reached the window or not.
+pub(super) trait Row {
+    fn index(&self) -> usize;
+    /// How its tear-down went.
+    fn ended(&mut self, closed_during_window: bool, delete_status: Option<u16>);
+}
+
+/// What [`measure`] found: every session's row in index order and the run's figures.
+pub(super) struct Measured<R> {
+    pub(super) rows: Vec<R>,
+    /// Sessions that reached the window.
+    pub(super) connected: usize,
+    pub(super) ramp_secs: f64,
+    pub(super) window_secs: f64,
+    pub(super) gateway: Option<ProcUsage>,
+    pub(super) bench: Option<ProcUsage>,
+}
+
+/// Runs the phases: `open` is the ramp (the sessions that reached the window and the rows of
+/// those that did not), `row` makes a held session's row from its counters at the window's
+/// start and end and the window's length.
+pub(super) async fn measure<H: Held, R: Row>(
+    gateway: Option<u32>,
+    window_secs: f64,
+    open: impl Future<Output = (Vec<H>, Vec<R>)>,
+    row: impl Fn(&H, &H::Counters, &H::Counters, Duration) -> R,
+) -> anyhow::Result<Measured<R>> {
+    let baseline = Samples::take(gateway)?;
+
+    let ramp_started = StdInstant::now();
+    let (held, mut failed) = open.await;
+    let ramp_secs = ramp_started.elapsed().as_secs_f64();
+
+    let window = Window::hold(gateway, window_secs, || {
+        held.iter().map(Held::counters).collect()
+    })
+    .await?;
+    let mut rows: Vec<R> = held
+        .iter()
+        .zip(window.before.iter().zip(&window.after))
+        .map(|(session, (before, after))| row(session, before, after, window.length()))
+        .collect();
+    let ends = tear_down(held, Held::end).await;
+    for (row, (closed, delete_status)) in rows.iter_mut().zip(ends) {
+        row.ended(closed, delete_status);
+    }
+    let connected = rows.len();
+    rows.append(&mut failed);
+    rows.sort_by_key(Row::index);
+
+    let (gateway, bench) = window.usage(&baseline, gateway, connected);
+    Ok(Measured {
+        rows,
+        connected,
+        ramp_secs,
+        window_secs: window.length().as_secs_f64(),
+        gateway,
+        bench,
+    })
+}
 
 /// Opens `count` sessions, session i at the ramp's start + i × `ramp_ms`, each on its own
 /// task so a slow one delays no other. Returns those `open` made, in index order, and the
@@ -56,13 +132,13 @@ where
 }
 
 /// Readings of the gateway (with `--cpu-of`) and of this process at one moment.
-pub(super) struct Samples {
+struct Samples {
     gateway: Option<ProcSample>,
     bench: ProcSample,
 }
 
 impl Samples {
-    pub(super) fn take(gateway: Option<u32>) -> anyhow::Result<Samples> {
+    fn take(gateway: Option<u32>) -> anyhow::Result<Samples> {
         Ok(Samples {
             gateway: gateway
                 .map(|pid| proc_stat::sample(Some(pid)))
@@ -73,17 +149,17 @@ impl Samples {
 }
 
 /// The steady-state window: the samples at its ends and each session's counters there.
-pub(super) struct Window<C> {
+struct Window<C> {
     start: Samples,
     end: Samples,
-    pub(super) before: Vec<C>,
-    pub(super) after: Vec<C>,
+    before: Vec<C>,
+    after: Vec<C>,
 }
 
 impl<C> Window<C> {
     /// Holds the window for `secs` (or until Ctrl-C), reading `counters` of every session at
     /// both ends. With no session there is no steady state to wait for.
-    pub(super) async fn hold(
+    async fn hold(
         gateway: Option<u32>,
         secs: f64,
         counters: impl Fn() -> Vec<C>,
@@ -106,13 +182,13 @@ impl<C> Window<C> {
     }
 
     /// How long the window lasted, as this process's samples measured it.
-    pub(super) fn length(&self) -> Duration {
+    fn length(&self) -> Duration {
         self.end.bench.at.duration_since(self.start.bench.at)
     }
 
     /// What the gateway (with `--cpu-of`) and this process used, charged to `connected`
     /// sessions: memory from `baseline`, CPU over the window.
-    pub(super) fn usage(
+    fn usage(
         &self,
         baseline: &Samples,
         gateway: Option<u32>,
@@ -136,10 +212,7 @@ impl<C> Window<C> {
 
 /// Ends every session at once with `end` (which notes whether the gateway had closed it,
 /// DELETEs and closes it); returns (closed during the window, DELETE status) in their order.
-pub(super) async fn tear_down<S, Fut>(
-    sessions: Vec<S>,
-    end: impl Fn(S) -> Fut,
-) -> Vec<(bool, Option<u16>)>
+async fn tear_down<S, Fut>(sessions: Vec<S>, end: impl Fn(S) -> Fut) -> Vec<(bool, Option<u16>)>
 where
     Fut: Future<Output = (bool, Option<u16>)> + Send + 'static,
 {

@@ -7,13 +7,13 @@
 //! DELETE every session. Rates are over the window only, so ramp and teardown do not blur
 //! the steady state the per-viewer figures describe.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use livegate_bench::whep::{SessionStats, WhepClient, WhepOptions, WhepSession};
 use serde::Serialize;
 
 use super::proc_stat::ProcUsage;
-use super::runner::{self, Samples, Window};
+use super::runner::{self, Held, Measured, Row};
 use super::summary::{failure_label, Distribution, TallyEntry};
 use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
 
@@ -102,6 +102,32 @@ struct Viewer {
     connect: Duration,
 }
 
+impl Held for Viewer {
+    type Counters = SessionStats;
+
+    fn counters(&self) -> SessionStats {
+        self.session.counters()
+    }
+
+    async fn end(self) -> (bool, Option<u16>) {
+        let closed = self.session.closed_reason().is_some();
+        let status = self.session.delete().await.ok();
+        self.session.close().await;
+        (closed, status)
+    }
+}
+
+impl Row for SessionReport {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn ended(&mut self, closed_during_window: bool, delete_status: Option<u16>) {
+        self.closed_during_window = closed_during_window;
+        self.delete_status = delete_status;
+    }
+}
+
 /// Runs the subcommand; the exit code is 0 when every viewer connected, 1 otherwise.
 pub async fn run(args: WhepArgs) -> anyhow::Result<std::process::ExitCode> {
     target::check(&args.url, args.common.allow_remote).await?;
@@ -115,47 +141,14 @@ pub async fn run(args: WhepArgs) -> anyhow::Result<std::process::ExitCode> {
         frame_log_limit: 0,
         ..WhepOptions::default()
     };
-    let gateway_pid = args.common.cpu_of;
-    let baseline = Samples::take(gateway_pid)?;
-
-    let ramp_started = Instant::now();
-    let (viewers, mut failed) = open_viewers(&args, &options).await;
-    let ramp_secs = ramp_started.elapsed().as_secs_f64();
-
-    let window = Window::hold(gateway_pid, args.duration, || {
-        viewers.iter().map(|v| v.session.counters()).collect()
-    })
+    let measured = runner::measure(
+        args.common.cpu_of,
+        args.duration,
+        open_viewers(&args, &options),
+        session_report,
+    )
     .await?;
-    let mut sessions: Vec<SessionReport> = viewers
-        .iter()
-        .zip(window.before.iter().zip(&window.after))
-        .map(|(viewer, (before, after))| session_report(viewer, before, after, window.length()))
-        .collect();
-    let ends = runner::tear_down(viewers, |viewer| async move {
-        let closed = viewer.session.closed_reason().is_some();
-        let status = viewer.session.delete().await.ok();
-        viewer.session.close().await;
-        (closed, status)
-    })
-    .await;
-    for (report, (closed, delete_status)) in sessions.iter_mut().zip(ends) {
-        report.closed_during_window = closed;
-        report.delete_status = delete_status;
-    }
-    let connected = sessions.len();
-    sessions.append(&mut failed);
-    sessions.sort_by_key(|s| s.index);
-
-    let (gateway, bench) = window.usage(&baseline, gateway_pid, connected);
-    let report = summarize(
-        &args,
-        sessions,
-        connected,
-        ramp_secs,
-        window.length().as_secs_f64(),
-        gateway,
-        bench,
-    );
+    let report = summarize(&args, measured);
     runner::print(&report, args.common.json, print_text)?;
     Ok(runner::exit_code(report.sessions_failed))
 }
@@ -236,15 +229,15 @@ fn session_report(
     }
 }
 
-fn summarize(
-    args: &WhepArgs,
-    sessions: Vec<SessionReport>,
-    connected: usize,
-    ramp_secs: f64,
-    window_secs: f64,
-    gateway: Option<ProcUsage>,
-    bench: Option<ProcUsage>,
-) -> Report {
+fn summarize(args: &WhepArgs, measured: Measured<SessionReport>) -> Report {
+    let Measured {
+        rows: sessions,
+        connected,
+        ramp_secs,
+        window_secs,
+        gateway,
+        bench,
+    } = measured;
     let reached: Vec<&SessionReport> = sessions.iter().filter(|s| s.error.is_none()).collect();
     let values = |f: fn(&SessionReport) -> Option<f64>| -> Vec<f64> {
         reached.iter().filter_map(|s| f(s)).collect()

@@ -8,7 +8,7 @@
 //! are over the window only, so ramp and teardown do not blur the per-stream figures.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use livegate_bench::whip::{
@@ -17,7 +17,7 @@ use livegate_bench::whip::{
 use serde::Serialize;
 
 use super::proc_stat::ProcUsage;
-use super::runner::{self, Samples, Window};
+use super::runner::{self, Held, Measured, Row};
 use super::summary::{failure_label, Distribution, TallyEntry};
 use super::{parse_secs, target, CommonArgs, MAX_SESSIONS};
 
@@ -120,6 +120,32 @@ struct Live {
     connect: Duration,
 }
 
+impl Held for Live {
+    type Counters = SentStats;
+
+    fn counters(&self) -> SentStats {
+        self.publisher.stats()
+    }
+
+    async fn end(self) -> (bool, Option<u16>) {
+        let closed = self.publisher.closed_reason().is_some();
+        let status = self.publisher.delete().await.ok();
+        self.publisher.disconnect().await;
+        (closed, status)
+    }
+}
+
+impl Row for PublisherReport {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn ended(&mut self, closed_during_window: bool, delete_status: Option<u16>) {
+        self.closed_during_window = closed_during_window;
+        self.delete_status = delete_status;
+    }
+}
+
 /// Runs the subcommand; the exit code is 0 when every publisher connected, 1 otherwise.
 pub async fn run(args: WhipArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.streams > 1 && !args.url.contains(INDEX_PLACEHOLDER) {
@@ -145,47 +171,14 @@ pub async fn run(args: WhipArgs) -> anyhow::Result<std::process::ExitCode> {
         ice_check_interval: Duration::from_millis(args.ice_check_ms),
         ..WhipOptions::default()
     };
-    let gateway_pid = args.common.cpu_of;
-    let baseline = Samples::take(gateway_pid)?;
-
-    let ramp_started = Instant::now();
-    let (live, mut failed) = open_publishers(&args, &options).await;
-    let ramp_secs = ramp_started.elapsed().as_secs_f64();
-
-    let window = Window::hold(gateway_pid, args.duration, || {
-        live.iter().map(|l| l.publisher.stats()).collect()
-    })
+    let measured = runner::measure(
+        args.common.cpu_of,
+        args.duration,
+        open_publishers(&args, &options),
+        publisher_report,
+    )
     .await?;
-    let mut publishers: Vec<PublisherReport> = live
-        .iter()
-        .zip(window.before.iter().zip(&window.after))
-        .map(|(live, (before, after))| publisher_report(live, before, after, window.length()))
-        .collect();
-    let ends = runner::tear_down(live, |live| async move {
-        let closed = live.publisher.closed_reason().is_some();
-        let status = live.publisher.delete().await.ok();
-        live.publisher.disconnect().await;
-        (closed, status)
-    })
-    .await;
-    for (report, (closed, delete_status)) in publishers.iter_mut().zip(ends) {
-        report.closed_during_window = closed;
-        report.delete_status = delete_status;
-    }
-    let connected = publishers.len();
-    publishers.append(&mut failed);
-    publishers.sort_by_key(|p| p.index);
-
-    let (gateway, bench) = window.usage(&baseline, gateway_pid, connected);
-    let report = summarize(
-        &args,
-        publishers,
-        connected,
-        ramp_secs,
-        window.length().as_secs_f64(),
-        gateway,
-        bench,
-    );
+    let report = summarize(&args, measured);
     runner::print(&report, args.common.json, print_text)?;
     Ok(runner::exit_code(report.streams_failed))
 }
@@ -283,15 +276,15 @@ fn publisher_report(
     }
 }
 
-fn summarize(
-    args: &WhipArgs,
-    publishers: Vec<PublisherReport>,
-    connected: usize,
-    ramp_secs: f64,
-    window_secs: f64,
-    gateway: Option<ProcUsage>,
-    bench: Option<ProcUsage>,
-) -> Report {
+fn summarize(args: &WhipArgs, measured: Measured<PublisherReport>) -> Report {
+    let Measured {
+        rows: publishers,
+        connected,
+        ramp_secs,
+        window_secs,
+        gateway,
+        bench,
+    } = measured;
     let reached: Vec<&PublisherReport> = publishers.iter().filter(|p| p.error.is_none()).collect();
     let values = |f: fn(&PublisherReport) -> Option<f64>| -> Vec<f64> {
         reached.iter().filter_map(|p| f(p)).collect()
