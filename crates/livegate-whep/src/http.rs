@@ -22,7 +22,11 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use futures_util::stream::{self, Stream};
 use livegate_media::StreamKey;
-use livegate_wish::{ascii_header, created, patch, read_sdp_offer, respond, HttpError, ResourceId};
+use livegate_wish::{
+    ascii_header, authorize, created, endpoint_options, live_session, no_such_session,
+    read_sdp_offer, respond, session_methods, session_options, session_url, HttpError, ResourceId,
+    SessionResource,
+};
 use serde::Deserialize;
 
 use crate::output::OutputEvent;
@@ -36,17 +40,15 @@ const SSE_EVENTS: [&str; 3] = ["active", "inactive", "viewercount"];
 /// The WHEP routes, for the gateway's HTTP server to merge.
 pub fn router(server: WhepServer) -> Router {
     Router::new()
-        .route("/live/{stream}/whep", post(play).options(endpoint_options))
+        .route(
+            "/live/{stream}/whep",
+            post(play).options(endpoint_options::<WhepServer>),
+        )
         .route(
             "/live/video-to-video/{stream_out}/whep",
-            post(play_livepeer).options(endpoint_options),
+            post(play_livepeer).options(endpoint_options::<WhepServer>),
         )
-        .route(
-            "/live/{stream}/whep/{id}",
-            axum::routing::delete(stop)
-                .patch(patch_session)
-                .options(session_options),
-        )
+        .route("/live/{stream}/whep/{id}", session_methods())
         .route(
             "/live/{stream}/whep/{id}/sse",
             post(subscribe_events)
@@ -100,7 +102,7 @@ async fn play_stream(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    authorize(server, headers)?;
+    authorize(server.token(), headers)?;
     let key = stream_key(stream)?;
     let offer = read_sdp_offer(headers, body).await?;
     let options = PlayOptions {
@@ -159,52 +161,6 @@ fn play_error(server: &WhepServer, error: PlayError) -> HttpError {
     }
 }
 
-async fn stop(
-    State(server): State<WhepServer>,
-    Path((stream, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        authorize(&server, &headers)?;
-        let (key, id) = session_ids(&stream, &id)?;
-        if server.stop(&key, id).await {
-            Ok(StatusCode::OK.into_response())
-        } else {
-            Err(HttpError::not_found("no such WHEP session"))
-        }
-    };
-    respond(result.await)
-}
-
-async fn patch_session(
-    State(server): State<WhepServer>,
-    Path((stream, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        authorize(&server, &headers)?;
-        let (key, id) = session_ids(&stream, &id)?;
-        if server.session(&key, id).is_none() {
-            return Err(HttpError::not_found("no such WHEP session"));
-        }
-        let fragment = patch::read_sdpfrag(&headers, body).await?;
-        let if_match = patch::if_match(&headers);
-        Ok(patch::response(
-            server.patch(&key, id, if_match.as_deref(), &fragment).await,
-        ))
-    };
-    respond(result.await)
-}
-
-async fn endpoint_options(State(server): State<WhepServer>) -> Response {
-    livegate_wish::endpoint_options(&server.config().ice_server_links)
-}
-
-async fn session_options() -> Response {
-    livegate_wish::session_options()
-}
-
 /// The SSE extension's subscription: the body is a JSON array of event types; we answer
 /// with the event stream's URL, which carries the choice in its query.
 async fn subscribe_events(
@@ -214,11 +170,7 @@ async fn subscribe_events(
     body: Body,
 ) -> Response {
     let result = async {
-        authorize(&server, &headers)?;
-        let (key, id) = session_ids(&stream, &id)?;
-        if server.session(&key, id).is_none() {
-            return Err(HttpError::not_found("no such WHEP session"));
-        }
+        let (key, id) = live_session(&server, &headers, &stream, &id)?;
         let body = axum::body::to_bytes(body, 4096).await.map_err(|_| {
             HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 4096 bytes")
         })?;
@@ -256,11 +208,10 @@ async fn event_stream(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        authorize(&server, &headers)?;
-        let (key, id) = session_ids(&stream, &id)?;
+        let (key, id) = session_url(&server, &headers, &stream, &id)?;
         let entry = server
             .session(&key, id)
-            .ok_or_else(|| HttpError::not_found("no such WHEP session"))?;
+            .ok_or_else(no_such_session::<WhepServer>)?;
         let wanted = query.events.unwrap_or_else(|| SSE_EVENTS.join(","));
         let wanted: Vec<String> = wanted.split(',').map(str::to_owned).collect();
         let events = entry.output.events();
@@ -303,16 +254,8 @@ fn sse_events(
     )
 }
 
-fn authorize(server: &WhepServer, headers: &HeaderMap) -> Result<(), HttpError> {
-    livegate_wish::authorize(server.config().token.as_ref(), headers)
-}
-
 fn stream_key(stream: &str) -> Result<StreamKey, HttpError> {
     StreamKey::parse(stream).map_err(|e| HttpError::bad_request(e.to_string()))
-}
-
-fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpError> {
-    livegate_wish::session_ids(stream, id, "no such WHEP session")
 }
 
 fn session_path(key: &StreamKey, id: ResourceId) -> String {

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use livegate_media::registry::{StreamRegistry, WaitError};
 use livegate_media::{Codec, StreamKey};
 use livegate_rtc::{
-    AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SendSpec,
-    SessionHandle, SessionRole,
+    AcceptError, MediaKind, Offer, OfferError, RtcServer, SendSpec, SessionHandle, SessionRole,
 };
-use livegate_wish::ResourceId;
+use livegate_wish::{BearerToken, ResourceId, SessionResource, SessionTable, StreamSession};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,9 +23,6 @@ use crate::metrics::WhepMetrics;
 use crate::output::{StreamOutput, StreamOutputs, TracksError};
 use crate::remote::{Attachment, RemoteLease, RemoteUnavailable};
 use crate::session::{self, SessionTask};
-
-/// Longest a DELETE waits for the session's event loop to take the close.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a viewer was not given a session; each maps to one HTTP status in [`crate::http`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,7 +131,7 @@ pub(crate) struct Inner {
 
 #[derive(Default)]
 struct Table {
-    sessions: HashMap<ResourceId, Arc<SessionEntry>>,
+    sessions: SessionTable<SessionEntry>,
     /// Seats per stream: sessions plus requests still waiting.
     seats: HashMap<StreamKey, usize>,
     pending: usize,
@@ -314,52 +311,9 @@ impl WhepServer {
         Ok((feed, tracks))
     }
 
-    /// Ends a session (HTTP DELETE). `false` when there is no such session of `stream`.
-    pub async fn stop(&self, stream: &StreamKey, id: ResourceId) -> bool {
-        // Removed here, not when the task winds down, so a second DELETE is already a 404.
-        let entry = {
-            let mut table = self.inner.table.lock();
-            match table.sessions.get(&id) {
-                Some(entry) if entry.stream == *stream => table.sessions.remove(&id),
-                _ => None,
-            }
-        };
-        let Some(entry) = entry else {
-            return false;
-        };
-        self.inner.metrics.sessions_active.dec();
-        entry.cancel.cancel();
-        // The task sees the cancel and closes the peer connection; closing here as well
-        // makes DELETE return once the close_notify is on its way, but never waits on a
-        // saturated event loop for long.
-        if tokio::time::timeout(CLOSE_TIMEOUT, entry.handle.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!(stream = %stream, session = %id, "WHEP close not taken by the event loop in time");
-        }
-        true
-    }
-
-    /// Trickle ICE or ICE restart of a session (HTTP PATCH).
-    pub async fn patch(
-        &self,
-        stream: &StreamKey,
-        id: ResourceId,
-        if_match: Option<&str>,
-        sdpfrag: &str,
-    ) -> Result<PatchOutcome, PatchError> {
-        let entry = self.session(stream, id).ok_or(PatchError::SessionGone)?;
-        entry.handle.patch(if_match, sdpfrag).await
-    }
-
     pub(crate) fn session(&self, stream: &StreamKey, id: ResourceId) -> Option<Arc<SessionEntry>> {
         let table = self.inner.table.lock();
-        table
-            .sessions
-            .get(&id)
-            .filter(|entry| entry.stream == *stream)
-            .cloned()
+        table.sessions.get(stream, id).cloned()
     }
 
     /// Live sessions.
@@ -390,10 +344,40 @@ impl WhepServer {
     }
 }
 
+impl StreamSession for SessionEntry {
+    fn stream(&self) -> &StreamKey {
+        &self.stream
+    }
+}
+
+/// How the session handlers of [`livegate_wish`] see a viewer's session.
+impl SessionResource for WhepServer {
+    const KIND: &'static str = "WHEP";
+
+    fn token(&self) -> Option<&BearerToken> {
+        self.config().token.as_ref()
+    }
+
+    fn ice_server_links(&self) -> &[HeaderValue] {
+        &self.config().ice_server_links
+    }
+
+    fn session_handle(&self, stream: &StreamKey, id: ResourceId) -> Option<SessionHandle> {
+        self.session(stream, id).map(|entry| entry.handle.clone())
+    }
+
+    fn end_session(&self, stream: &StreamKey, id: ResourceId) -> Option<SessionHandle> {
+        let entry = self.inner.table.lock().sessions.take(stream, id)?;
+        self.inner.metrics.sessions_active.dec();
+        entry.cancel.cancel();
+        Some(entry.handle.clone())
+    }
+}
+
 impl Inner {
     /// Called by a session's task as it ends.
     pub(crate) fn remove(&self, id: ResourceId) {
-        let removed = self.table.lock().sessions.remove(&id);
+        let removed = self.table.lock().sessions.remove(id);
         if removed.is_some() {
             self.metrics.sessions_active.dec();
         }

@@ -12,11 +12,14 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use livegate_media::StreamKey;
-use livegate_wish::{ascii_header, created, patch, read_sdp_offer, respond, HttpError, ResourceId};
+use livegate_wish::{
+    ascii_header, authorize, created, endpoint_options, read_sdp_offer, respond, session_methods,
+    HttpError, SessionResource,
+};
 
 use crate::auth::AuthRequest;
 use crate::server::{PublishError, WhipServer};
@@ -29,18 +32,13 @@ pub fn router(server: WhipServer) -> Router {
     Router::new()
         .route(
             "/live/{stream}/whip",
-            post(publish).options(endpoint_options),
+            post(publish).options(endpoint_options::<WhipServer>),
         )
         .route(
             "/live/video-to-video/{stream}/whip",
-            post(publish).options(endpoint_options),
+            post(publish).options(endpoint_options::<WhipServer>),
         )
-        .route(
-            "/live/{stream}/whip/{id}",
-            axum::routing::delete(stop)
-                .patch(patch_session)
-                .options(session_options),
-        )
+        .route("/live/{stream}/whip/{id}", session_methods())
         .with_state(server)
 }
 
@@ -52,7 +50,7 @@ async fn publish(
     body: Body,
 ) -> Response {
     let result = async {
-        authorize(&server, &headers)?;
+        authorize(server.token(), &headers)?;
         let key = StreamKey::parse(&stream).map_err(|e| HttpError::bad_request(e.to_string()))?;
         let offer = read_sdp_offer(&headers, body).await?;
         let auth = AuthRequest {
@@ -113,58 +111,4 @@ fn publish_error(server: &WhipServer, error: PublishError) -> HttpError {
                 .retry_after(server.config().retry_after)
         }
     }
-}
-
-async fn stop(
-    State(server): State<WhipServer>,
-    Path((stream, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        authorize(&server, &headers)?;
-        let (key, id) = session_ids(&stream, &id)?;
-        if server.stop(&key, id).await {
-            Ok(StatusCode::OK.into_response())
-        } else {
-            Err(HttpError::not_found("no such WHIP session"))
-        }
-    };
-    respond(result.await)
-}
-
-async fn patch_session(
-    State(server): State<WhipServer>,
-    Path((stream, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        authorize(&server, &headers)?;
-        let (key, id) = session_ids(&stream, &id)?;
-        if server.session(&key, id).is_none() {
-            return Err(HttpError::not_found("no such WHIP session"));
-        }
-        let fragment = patch::read_sdpfrag(&headers, body).await?;
-        let if_match = patch::if_match(&headers);
-        Ok(patch::response(
-            server.patch(&key, id, if_match.as_deref(), &fragment).await,
-        ))
-    };
-    respond(result.await)
-}
-
-async fn endpoint_options(State(server): State<WhipServer>) -> Response {
-    livegate_wish::endpoint_options(&server.config().ice_server_links)
-}
-
-async fn session_options() -> Response {
-    livegate_wish::session_options()
-}
-
-fn authorize(server: &WhipServer, headers: &HeaderMap) -> Result<(), HttpError> {
-    livegate_wish::authorize(server.config().token.as_ref(), headers)
-}
-
-fn session_ids(stream: &str, id: &str) -> Result<(StreamKey, ResourceId), HttpError> {
-    livegate_wish::session_ids(stream, id, "no such WHIP session")
 }

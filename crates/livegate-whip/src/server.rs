@@ -6,14 +6,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use livegate_media::registry::{RegistryError, Stream, StreamRegistry};
 use livegate_media::ring::{RingBuffer, DEFAULT_CAPACITY_BYTES};
 use livegate_media::{Codec, StreamKey};
 use livegate_pipeline::{data_channel_pair, Pipeline, PublisherDataChannel, WorkerJob};
-use livegate_rtc::{
-    AcceptError, MediaKind, Offer, OfferError, PatchError, PatchOutcome, RtcServer, SessionHandle,
+use livegate_rtc::{AcceptError, MediaKind, Offer, OfferError, RtcServer, SessionHandle};
+use livegate_wish::{
+    close_in_time, BearerToken, ResourceId, SessionResource, SessionTable, StreamSession,
 };
-use livegate_wish::ResourceId;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +28,6 @@ use crate::metrics::WhipMetrics;
 use crate::origin::{ClaimError, OriginClaim};
 use crate::session::{self, PublishTask};
 use crate::Ingest;
-
-/// Longest a DELETE waits for the session's event loop to take the close.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a publisher was not given a session; each maps to one HTTP status in [`crate::http`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,7 +130,7 @@ pub(crate) struct Inner {
 
 #[derive(Default)]
 struct Table {
-    sessions: HashMap<ResourceId, Arc<PublisherEntry>>,
+    sessions: SessionTable<PublisherEntry>,
     streams: HashMap<StreamKey, StreamSlot>,
 }
 
@@ -307,7 +305,7 @@ impl WhipServer {
                 Some(_) if inner.config.on_conflict == OnConflict::Reject => {
                     return Err(PublishError::AlreadyLive(key.clone()));
                 }
-                Some(old) => table.sessions.remove(&old),
+                Some(old) => table.sessions.remove(old),
                 None => None,
             };
             slot.publisher = Some(id);
@@ -361,53 +359,13 @@ impl WhipServer {
         }
     }
 
-    /// Ends a publish (HTTP DELETE). `false` when there is no such session of `stream`.
-    pub async fn stop(&self, stream: &StreamKey, id: ResourceId) -> bool {
-        let entry = {
-            let mut table = self.inner.table.lock();
-            match table.sessions.get(&id) {
-                Some(entry) if entry.stream == *stream => table.sessions.remove(&id),
-                _ => None,
-            }
-        };
-        let Some(entry) = entry else {
-            return false;
-        };
-        entry.cancel.cancel();
-        // Bounded: DELETE answers even if the session's event loop is saturated; the
-        // session's own task closes it as well.
-        if tokio::time::timeout(CLOSE_TIMEOUT, entry.handle.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!(stream = %stream, session = %id, "WHIP close not taken by the event loop in time");
-        }
-        true
-    }
-
-    /// Trickle ICE or ICE restart of a publisher (HTTP PATCH).
-    pub async fn patch(
-        &self,
-        stream: &StreamKey,
-        id: ResourceId,
-        if_match: Option<&str>,
-        sdpfrag: &str,
-    ) -> Result<PatchOutcome, PatchError> {
-        let entry = self.session(stream, id).ok_or(PatchError::SessionGone)?;
-        entry.handle.patch(if_match, sdpfrag).await
-    }
-
     pub(crate) fn session(
         &self,
         stream: &StreamKey,
         id: ResourceId,
     ) -> Option<Arc<PublisherEntry>> {
         let table = self.inner.table.lock();
-        table
-            .sessions
-            .get(&id)
-            .filter(|entry| entry.stream == *stream)
-            .cloned()
+        table.sessions.get(stream, id).cloned()
     }
 
     /// Live publishers.
@@ -423,6 +381,36 @@ impl WhipServer {
     /// Refuses new publishers and ends every session; their streams close at once.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+    }
+}
+
+impl StreamSession for PublisherEntry {
+    fn stream(&self) -> &StreamKey {
+        &self.stream
+    }
+}
+
+/// How the session handlers of [`livegate_wish`] see a publisher's session.
+impl SessionResource for WhipServer {
+    const KIND: &'static str = "WHIP";
+
+    fn token(&self) -> Option<&BearerToken> {
+        self.config().token.as_ref()
+    }
+
+    fn ice_server_links(&self) -> &[HeaderValue] {
+        &self.config().ice_server_links
+    }
+
+    fn session_handle(&self, stream: &StreamKey, id: ResourceId) -> Option<SessionHandle> {
+        self.session(stream, id).map(|entry| entry.handle.clone())
+    }
+
+    /// The session's task releases the stream into its grace as it winds down.
+    fn end_session(&self, stream: &StreamKey, id: ResourceId) -> Option<SessionHandle> {
+        let entry = self.inner.table.lock().sessions.take(stream, id)?;
+        entry.cancel.cancel();
+        Some(entry.handle.clone())
     }
 }
 
@@ -469,7 +457,7 @@ impl Inner {
     pub(crate) fn release(self: &Arc<Self>, key: &StreamKey, id: ResourceId) {
         let grace = {
             let mut table = self.table.lock();
-            table.sessions.remove(&id);
+            table.sessions.remove(id);
             let Some(slot) = table.streams.get_mut(key) else {
                 return;
             };
@@ -519,7 +507,7 @@ impl Inner {
                 match table.streams.get(&key) {
                     Some(slot) if Arc::ptr_eq(&slot.stream, &stream) => {
                         let slot = table.streams.remove(&key).expect("just found");
-                        slot.publisher.and_then(|id| table.sessions.remove(&id))
+                        slot.publisher.and_then(|id| table.sessions.remove(id))
                     }
                     _ => return,
                 }
@@ -629,16 +617,12 @@ impl WhipServer {
             let Some(slot) = table.streams.remove(key) else {
                 return false;
             };
-            let entry = slot.publisher.and_then(|id| table.sessions.remove(&id));
+            let entry = slot.publisher.and_then(|id| table.sessions.remove(id));
             (slot, entry)
         };
         if let Some(entry) = entry {
             entry.cancel.cancel();
-            // Bounded as in `stop`: the session's task closes it as well.
-            if tokio::time::timeout(CLOSE_TIMEOUT, entry.handle.close())
-                .await
-                .is_err()
-            {
+            if !close_in_time(&entry.handle).await {
                 tracing::warn!(stream = %key, "WHIP close not taken by the event loop in time");
             }
         }

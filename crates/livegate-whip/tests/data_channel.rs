@@ -12,6 +12,8 @@ use livegate_pipeline::Pipeline;
 use livegate_rtc::{RtcConfig, RtcServer};
 use livegate_whip::auth::AuthRequest;
 use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
+// `stop`, the DELETE of a session, comes with the session handlers' trait.
+use livegate_wish::SessionResource;
 use peer::Publisher;
 use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 

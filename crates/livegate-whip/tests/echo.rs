@@ -15,6 +15,8 @@ use livegate_rtc::{RtcConfig, RtcServer};
 use livegate_whep::{OutputConfig, StreamOutputs};
 use livegate_whip::auth::AuthRequest;
 use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
+// `stop`, the DELETE of a session, comes with the session handlers' trait.
+use livegate_wish::SessionResource;
 use peer::{direction, media_section, Publisher, DEADLINE};
 use tokio::time::Instant;
 use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;

@@ -2,10 +2,9 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use livegate_media::StreamKey;
 
-use crate::headers::{ACCEPT_PATCH, ACCEPT_POST, CORS_ALLOW_HEADERS, SDP, TRICKLE_ICE_SDPFRAG};
-use crate::{BearerToken, HttpError, ResourceId};
+use crate::headers::{ACCEPT_PATCH, CORS_ALLOW_HEADERS, SDP, TRICKLE_ICE_SDPFRAG};
+use crate::{BearerToken, HttpError};
 
 /// The response of a handler, with the `WWW-Authenticate` challenge RFC 6750 §3 asks for on
 /// a 401.
@@ -75,38 +74,4 @@ pub fn created(
         out.append(header::LINK, link.clone());
     }
     response
-}
-
-/// OPTIONS on an endpoint: `Accept-Post`, the ICE servers (RFC 9725 §4.4: a client may set up
-/// its peer connection before it makes its offer) and the CORS preflight.
-pub fn endpoint_options(ice_server_links: &[HeaderValue]) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    headers.insert(ACCEPT_POST, SDP);
-    for link in ice_server_links {
-        headers.append(header::LINK, link.clone());
-    }
-    preflight(headers, "POST, OPTIONS");
-    response
-}
-
-/// OPTIONS on a session resource: `Accept-Patch` and the CORS preflight.
-pub fn session_options() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    headers.insert(ACCEPT_PATCH, TRICKLE_ICE_SDPFRAG);
-    preflight(headers, "PATCH, DELETE, OPTIONS");
-    response
-}
-
-/// The stream key and resource id of a session URL; any malformed part is a 404 with
-/// `not_found` as its reason, since no session can have that URL.
-pub fn session_ids(
-    stream: &str,
-    id: &str,
-    not_found: &'static str,
-) -> Result<(StreamKey, ResourceId), HttpError> {
-    let key = StreamKey::parse(stream).map_err(|_| HttpError::not_found(not_found))?;
-    let id = id.parse().map_err(|_| HttpError::not_found(not_found))?;
-    Ok((key, id))
 }
