@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use livegate_upstream::UpstreamError;
 use rtc::shared::error::Error as RtcError;
 
 /// Which client failed; it names the URL and the resource in messages, so a load report
@@ -101,4 +102,22 @@ pub enum PeerError {
     Io(#[from] std::io::Error),
     #[error("no local description after applying the offer")]
     NoLocalDescription,
+    /// What else building an offer with livegate-upstream's [`OfferingPeer`] may say.
+    ///
+    /// [`OfferingPeer`]: livegate_upstream::offer::OfferingPeer
+    #[error("{0}")]
+    Offer(UpstreamError),
+}
+
+/// The publisher's peer is livegate-upstream's; its errors read as this crate's always have.
+impl From<UpstreamError> for PeerError {
+    fn from(error: UpstreamError) -> PeerError {
+        match error {
+            UpstreamError::Rtc(e) => PeerError::Rtc(e),
+            UpstreamError::Io(e) => PeerError::Io(e),
+            // What OfferingPeer::offer says when the core has no local description.
+            UpstreamError::NoAnswer => PeerError::NoLocalDescription,
+            other => PeerError::Offer(other),
+        }
+    }
 }

@@ -3,8 +3,9 @@
 //! (no trickle: RFC 9725 §4.2 lets a client send every candidate up front).
 //!
 //! General on purpose: nothing here knows the stream or the upstream. The load tool's
-//! publisher and viewer (`livegate-bench`'s `whip::peer` and `whep::peer`) build the same
-//! thing with other directions, and could share [`OfferSpec`] and [`OfferingPeer`].
+//! publisher (`livegate-bench`'s `whip::peer`) is an [`OfferingPeer`] with sendonly tracks;
+//! its viewer (`whep::peer`) offers recvonly transceivers without tracks and several H.264
+//! profiles, as browsers do, and takes only [`codec_parameters`] from here.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -274,7 +275,9 @@ fn payload_type_of(codec: Codec) -> u8 {
     }
 }
 
-fn codec_parameters(codec: Codec, profile_level_id: &str) -> RTCRtpCodecParameters {
+/// The format offered for `codec`, with its payload type ([`H264_PAYLOAD_TYPE`],
+/// [`OPUS_PAYLOAD_TYPE`]); `profile_level_id` is H.264's.
+pub fn codec_parameters(codec: Codec, profile_level_id: &str) -> RTCRtpCodecParameters {
     let rtp_codec = match codec {
         Codec::H264 => RTCRtpCodec {
             mime_type: "video/H264".to_owned(),

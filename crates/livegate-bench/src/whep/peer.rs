@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use livegate_media::Codec;
+use livegate_upstream::offer::codec_parameters;
 use parking_lot::Mutex;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -46,7 +48,7 @@ use rtc::peer_connection::transport::{
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -59,9 +61,9 @@ use crate::error::PeerError;
 use crate::lifecycle::Lifecycle;
 
 /// H.264 profiles offered, each as its own payload type: constrained baseline 3.1, baseline
-/// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first.
+/// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first. Otherwise
+/// the formats are livegate-upstream's (packetization-mode=1; Opus 48000/2 on PT 111).
 const H264_PROFILES: [(u8, &str); 3] = [(102, "42e01f"), (104, "42001f"), (106, "640c1f")];
-const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// Receive buffer of each viewer's socket (the kernel caps it at net.core.rmem_max).
 const RECEIVE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 /// Text messages kept until read; more are dropped (newest first) rather than grow memory.
@@ -138,9 +140,13 @@ impl Peer {
 
         let mut media_engine = MediaEngine::default();
         for (payload_type, profile) in H264_PROFILES {
-            media_engine.register_codec(h264(payload_type, profile), RtpCodecKind::Video)?;
+            let h264 = RTCRtpCodecParameters {
+                payload_type,
+                ..codec_parameters(Codec::H264, profile)
+            };
+            media_engine.register_codec(h264, RtpCodecKind::Video)?;
         }
-        media_engine.register_codec(opus(), RtpCodecKind::Audio)?;
+        media_engine.register_codec(codec_parameters(Codec::Opus, ""), RtpCodecKind::Audio)?;
         // Codecs first: registering feedback patches only codecs already registered.
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let settings = SettingEngineBuilder::new()
@@ -492,33 +498,5 @@ impl Driver {
             state,
             Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
         )
-    }
-}
-
-fn h264(payload_type: u8, profile_level_id: &str) -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: "video/H264".to_owned(),
-            clock_rate: 90_000,
-            channels: 0,
-            sdp_fmtp_line: format!(
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
-            ),
-            rtcp_feedback: vec![],
-        },
-        payload_type,
-    }
-}
-
-fn opus() -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: "audio/opus".to_owned(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: OPUS_PAYLOAD_TYPE,
     }
 }

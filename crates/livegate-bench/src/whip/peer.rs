@@ -32,30 +32,17 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use livegate_media::time::{RtpClock, Ticks90k};
 use livegate_media::Codec;
-use livegate_rtc::DeliverRtcp;
+use livegate_upstream::offer::{OfferSpec, OfferingPeer};
 use parking_lot::Mutex;
-use rtc::interceptor::{Registry, Slot};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsTransportState, RTCIceCandidate,
-    RTCIceCandidateInit,
-};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::peer_connection::transport::RTCDtlsTransportState;
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
@@ -67,15 +54,8 @@ use super::{MediaFile, OfferShape, SentVideoTap, WhipOptions};
 use crate::error::PeerError;
 use crate::lifecycle::Lifecycle;
 
-/// H.264 payload type, as OBS and the brief's offers use it.
-pub(crate) const H264_PAYLOAD_TYPE: u8 = 96;
-/// Opus payload type (what browsers and OBS use).
-pub(crate) const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// `profile-level-id` offered when the file's SPS cannot be read: constrained baseline 3.1.
 const DEFAULT_PROFILE_LEVEL_ID: &str = "42e01f";
-/// Send buffer of each publisher's socket: a 720p keyframe goes out as one burst of ~100
-/// packets, which the default ~200 KiB buffer may not hold at high rates.
-const SEND_BUFFER_BYTES: usize = 1024 * 1024;
 /// Receive buffer chunk: datagrams are split off it, so one allocation serves dozens.
 const RECV_CHUNK: usize = 16 * 1024;
 /// Room kept free for the next datagram.
@@ -131,7 +111,7 @@ struct OutTrack {
     codec: Codec,
     sender: RTCRtpSenderId,
     ssrc: u32,
-    /// Known once the answer is applied.
+    /// As negotiated.
     payload_type: u8,
     next_sequence: u16,
     /// Random base (RFC 3550 §5.1); 90 kHz or 48 kHz from presentation time.
@@ -139,147 +119,51 @@ struct OutTrack {
 }
 
 /// A peer connection being negotiated: built, bound, not yet running.
-pub(crate) struct Peer {
-    pc: RTCPeerConnection,
-    socket: UdpSocket,
-    local_addr: SocketAddr,
-    tracks: Vec<OutTrack>,
-}
+///
+/// livegate-upstream's offering peer, the one the `whip:` worker publishes upstream with:
+/// the same socket, interceptors (inbound RTCP delivered, so PLI, FIR and NACK are seen),
+/// codecs and payload types, here with sendonly tracks and no data channel.
+pub(crate) struct Peer(OfferingPeer);
 
 impl Peer {
     /// Binds the publisher's socket on `bind` (a concrete IP: it is also the host candidate)
     /// and builds the connection with its sendonly tracks, in the order `options.shape` says.
     pub(crate) async fn bind(bind: SocketAddr, options: &WhipOptions) -> Result<Peer, PeerError> {
-        let socket = UdpSocket::bind(bind).await?;
-        let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER_BYTES);
-        let local_addr = socket.local_addr()?;
-
-        let profile = options
-            .media
-            .as_deref()
-            .and_then(MediaFile::profile_level_id)
-            .unwrap_or(DEFAULT_PROFILE_LEVEL_ID)
-            .to_owned();
-        let kinds: &[Codec] = match options.shape {
+        let order: &[Codec] = match options.shape {
             OfferShape::Standard => &[Codec::H264, Codec::Opus],
             OfferShape::Obs => &[Codec::Opus, Codec::H264],
         };
-        let wanted = |codec: &Codec| match codec {
+        let wanted = |codec: &&Codec| match codec {
             Codec::H264 => options.video,
             Codec::Opus => options.audio,
         };
-        let mut media_engine = MediaEngine::default();
-        for &codec in kinds.iter().filter(|c| wanted(c)) {
-            media_engine.register_codec(codec_parameters(codec, &profile), kind_of(codec))?;
-        }
-        // Codecs first: registering feedback (nack, nack pli) patches only codecs already
-        // registered. The RTCP report interceptors send our sender reports.
-        let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
-        let registry = register_default_interceptors(registry, &mut media_engine)?;
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_ice_connection_attempts(Some(options.ice_check_interval), None)
-            .build();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_setting_engine(settings)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())?;
-
-        let mut tracks = Vec::new();
-        for &codec in kinds.iter().filter(|c| wanted(c)) {
-            let ssrc: u32 = rand::random();
-            let track_id = match codec {
-                Codec::H264 => "video",
-                Codec::Opus => "audio",
-            };
-            let track = MediaStreamTrack::new(
-                STREAM_ID.to_owned(),
-                track_id.to_owned(),
-                track_id.to_owned(),
-                kind_of(codec),
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    active: true,
-                    codec: codec_parameters(codec, &profile).rtp_codec,
-                    ..Default::default()
-                }],
-            );
-            let transceiver = pc.add_transceiver_from_track(
-                track,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: vec![STREAM_ID.to_owned()],
-                    send_encodings: vec![],
-                }),
-            )?;
-            tracks.push(OutTrack {
-                codec,
-                sender: RTCRtpSenderId::from(transceiver),
-                ssrc,
-                payload_type: match codec {
-                    Codec::H264 => H264_PAYLOAD_TYPE,
-                    Codec::Opus => OPUS_PAYLOAD_TYPE,
-                },
-                next_sequence: rand::random(),
-                clock: RtpClock::new(codec.rtp_clock_rate()),
-            });
-        }
-
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local_addr.ip().to_string(),
-                port: local_addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
-        // The empty candidate ends gathering: the offer is complete (no trickle).
-        pc.add_local_candidate(RTCIceCandidateInit::default())?;
-        Ok(Peer {
-            pc,
-            socket,
-            local_addr,
-            tracks,
-        })
+        let spec = OfferSpec {
+            bind,
+            tracks: order.iter().filter(wanted).copied().collect(),
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            h264_profile_level_id: options
+                .media
+                .as_deref()
+                .and_then(MediaFile::profile_level_id)
+                .unwrap_or(DEFAULT_PROFILE_LEVEL_ID)
+                .to_owned(),
+            data_channel: None,
+            // actpass, as OBS and browsers offer (RFC 8842 §5.3).
+            dtls_passive: false,
+            ice_check_interval: options.ice_check_interval,
+            stream_id: STREAM_ID.to_owned(),
+        };
+        Ok(Peer(OfferingPeer::bind(&spec).await?))
     }
 
     /// The sendonly offer, applied locally.
     pub(crate) fn offer(&mut self) -> Result<String, PeerError> {
-        let offer = self.pc.create_offer(None)?;
-        self.pc.set_local_description(Instant::now(), offer)?;
-        let local = self
-            .pc
-            .local_description()
-            .ok_or(PeerError::NoLocalDescription)?;
-        Ok(local.sdp)
+        Ok(self.0.offer()?)
     }
 
     /// Applies the answer and reads each track's negotiated payload type.
     pub(crate) fn apply_answer(&mut self, sdp: String) -> Result<(), PeerError> {
-        self.pc
-            .set_remote_description(Instant::now(), RTCSessionDescription::answer(sdp)?)?;
-        for track in &mut self.tracks {
-            let negotiated = self.pc.rtp_sender(track.sender).and_then(|mut sender| {
-                sender
-                    .get_parameters()
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map(|c| c.payload_type)
-            });
-            if let Some(payload_type) = negotiated {
-                track.payload_type = payload_type;
-            }
-        }
-        Ok(())
+        Ok(self.0.apply_answer(sdp)?)
     }
 
     /// Starts the loop; it runs until the connection ends or the handle is closed, vanishes
@@ -296,12 +180,30 @@ impl Peer {
         if pacer.as_ref().is_none_or(Pacer::finished) {
             observed.media_finished.send_replace(true);
         }
+        let OfferingPeer {
+            pc,
+            socket,
+            local_addr,
+            tracks,
+            ..
+        } = self.0;
+        let tracks = tracks
+            .into_iter()
+            .map(|track| OutTrack {
+                codec: track.codec,
+                sender: track.sender,
+                ssrc: track.ssrc,
+                payload_type: track.payload_type,
+                next_sequence: rand::random(),
+                clock: RtpClock::new(track.codec.rtp_clock_rate()),
+            })
+            .collect();
         let driver = Driver {
-            pc: self.pc,
-            socket: self.socket,
-            local_addr: self.local_addr,
+            pc,
+            socket,
+            local_addr,
             observed,
-            tracks: self.tracks,
+            tracks,
             pacer,
             media_started_at: None,
             h264: ObsH264Payloads::default(),
@@ -312,40 +214,6 @@ impl Peer {
         };
         tokio::spawn(driver.run(received));
         PublisherHandle { commands }
-    }
-}
-
-fn kind_of(codec: Codec) -> RtpCodecKind {
-    match codec {
-        Codec::H264 => RtpCodecKind::Video,
-        Codec::Opus => RtpCodecKind::Audio,
-    }
-}
-
-fn codec_parameters(codec: Codec, profile_level_id: &str) -> RTCRtpCodecParameters {
-    match codec {
-        Codec::H264 => RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "video/H264".to_owned(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: format!(
-                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
-                ),
-                rtcp_feedback: vec![],
-            },
-            payload_type: H264_PAYLOAD_TYPE,
-        },
-        Codec::Opus => RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "audio/opus".to_owned(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: OPUS_PAYLOAD_TYPE,
-        },
     }
 }
 
