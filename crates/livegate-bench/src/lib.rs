@@ -23,6 +23,7 @@ pub mod error;
 mod http;
 pub mod latency;
 mod lifecycle;
+mod peer_loop;
 mod sdp;
 pub mod whep;
 pub mod whip;

@@ -51,7 +51,6 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -59,6 +58,7 @@ use super::receive::{PacketView, TrackAccount, TrackKind};
 use super::{VideoPacketTap, WhepOptions};
 use crate::error::PeerError;
 use crate::lifecycle::Lifecycle;
+use crate::peer_loop;
 
 /// H.264 profiles offered, each as its own payload type: constrained baseline 3.1, baseline
 /// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first. Otherwise
@@ -359,29 +359,19 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, from: SocketAddr) {
-        let message = self.recv_buf.split();
-        // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a close_notify would be.
-        let dtls = matches!(message.first(), Some(20..=63));
         self.received_at = Instant::now();
-        let _ = self.pc.handle_read(TaggedBytesMut {
-            now: self.received_at,
-            transport: TransportContext {
-                local_addr: self.local_addr,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
+        let message = self.recv_buf.split();
+        let dtls = peer_loop::deliver(
+            &mut self.pc,
+            self.local_addr,
+            from,
             message,
-        });
-        // Before the next datagram: this is what installs the SRTP keys right after the
-        // DTLS handshake completes, so the media behind the Finished is not dropped.
+            self.received_at,
+        );
+        // Before the next datagram (see the module docs).
         self.pump();
         if dtls && self.dtls_closed() {
-            // The W3C connection-state rules count a closed DTLS transport as connected,
-            // so the gateway's close_notify shows only here.
-            self.observed
-                .lifecycle
-                .end("closed by the gateway (DTLS close_notify)");
+            self.observed.lifecycle.end(peer_loop::GATEWAY_CLOSE_NOTIFY);
         }
     }
 
@@ -395,13 +385,7 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        while let Some(out) = self.pc.poll_write() {
-            // A failed send is a lost datagram, which ICE and DTLS retransmission absorb.
-            let _ = self
-                .socket
-                .send_to(&out.message, out.transport.peer_addr)
-                .await;
-        }
+        peer_loop::flush(&mut self.pc, &self.socket).await;
     }
 
     fn on_event(&mut self, event: RTCPeerConnectionEvent) {

@@ -44,7 +44,6 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -53,6 +52,7 @@ use super::payload::ObsH264Payloads;
 use super::{MediaFile, OfferShape, SentVideoTap, WhipOptions};
 use crate::error::PeerError;
 use crate::lifecycle::Lifecycle;
+use crate::peer_loop;
 
 /// `profile-level-id` offered when the file's SPS cannot be read: constrained baseline 3.1.
 const DEFAULT_PROFILE_LEVEL_ID: &str = "42e01f";
@@ -452,25 +452,11 @@ impl Driver {
 
     fn on_datagram(&mut self, from: SocketAddr) {
         let message = self.recv_buf.split();
-        // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a close_notify would be.
-        let dtls = matches!(message.first(), Some(20..=63));
-        let _ = self.pc.handle_read(TaggedBytesMut {
-            now: Instant::now(),
-            transport: TransportContext {
-                local_addr: self.local_addr,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message,
-        });
+        let dtls = peer_loop::deliver(&mut self.pc, self.local_addr, from, message, Instant::now());
+        // Before the next datagram (see the module docs).
         self.pump();
         if dtls && self.dtls_closed() {
-            // The W3C connection-state rules count a closed DTLS transport as connected,
-            // so the gateway's close_notify shows only here.
-            self.observed
-                .lifecycle
-                .end("closed by the gateway (DTLS close_notify)");
+            self.observed.lifecycle.end(peer_loop::GATEWAY_CLOSE_NOTIFY);
         }
     }
 
@@ -509,13 +495,7 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        while let Some(out) = self.pc.poll_write() {
-            // A failed send is a lost datagram, which ICE, DTLS and NACK absorb.
-            let _ = self
-                .socket
-                .send_to(&out.message, out.transport.peer_addr)
-                .await;
-        }
+        peer_loop::flush(&mut self.pc, &self.socket).await;
     }
 
     fn dtls_closed(&mut self) -> bool {
