@@ -25,7 +25,7 @@ use livegate_upstream::{UpstreamOptions, UpstreamStatus, WhipUpstream};
 use livegate_whep::{OutputConfig, StreamOutputs};
 use livegate_whip::auth::AuthRequest;
 use livegate_whip::{WhipConfig, WhipMetrics, WhipServer};
-use livegate_wish::ResourceId;
+use livegate_wish::{ResourceId, SessionResource};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
