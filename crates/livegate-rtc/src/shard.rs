@@ -96,6 +96,13 @@ impl Session {
     }
 }
 
+/// Most commands handled before the loop sends what they produced: enough to take a frame to
+/// every viewer of a busy shard in one wake-up, few enough that the first viewer's packets do
+/// not wait long behind the last one's encryption.
+const COMMAND_BATCH: usize = 64;
+/// When the loop wakes with no session deadline at all.
+const IDLE_WAKEUP: Duration = Duration::from_secs(3_600);
+
 /// Most datagrams in one segmented send: a frame's packets to one viewer. The kernel allows
 /// 64 (`UDP_MAX_SEGMENTS`); more would only delay the next viewer's first packet.
 const MAX_SEGMENTS: usize = 32;
@@ -175,31 +182,60 @@ impl Shard {
     }
 
     pub(crate) async fn run(mut self) {
+        // One timer for the loop's life, moved only when the earliest deadline changes: a
+        // fresh `sleep_until` per command put an entry in tokio's timer wheel and took it out
+        // again for every frame to every viewer.
+        let timer = tokio::time::sleep_until((Instant::now() + IDLE_WAKEUP).into());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let mut fired = false;
         loop {
             self.flush_outbox().await;
-            let deadline = self
-                .timers
-                .first()
-                .map(|(at, _)| *at)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3_600));
+            let deadline = self.timers.first().map(|(at, _)| *at);
+            if fired || deadline != armed {
+                let at = deadline.unwrap_or_else(|| Instant::now() + IDLE_WAKEUP);
+                timer.as_mut().reset(at.into());
+                (armed, fired) = (deadline, false);
+            }
             tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(Command::Shutdown { done }) => {
+                command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        self.close_all(CloseReason::Shutdown);
+                        self.flush_outbox().await;
+                        return;
+                    };
+                    if let Some(done) = self.handle_commands(command) {
                         self.close_all(CloseReason::Shutdown);
                         self.flush_outbox().await;
                         let _ = done.send(());
                         return;
                     }
-                    Some(command) => self.handle_command(command),
-                    None => {
-                        self.close_all(CloseReason::Shutdown);
-                        self.flush_outbox().await;
-                        return;
-                    }
-                },
-                _ = tokio::time::sleep_until(deadline.into()) => self.handle_timeouts(Instant::now()),
+                }
+                () = &mut timer => {
+                    fired = true;
+                    self.handle_timeouts(Instant::now());
+                }
             }
         }
+    }
+
+    /// Handles `first` and whatever else is already queued, up to [`COMMAND_BATCH`], before
+    /// the loop flushes: a frame fanned out to many viewers then costs one wake-up and one
+    /// flush, not one per viewer. Returns a shutdown's reply channel if one came.
+    fn handle_commands(&mut self, first: Command) -> Option<tokio::sync::oneshot::Sender<()>> {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(command) = next {
+            if let Command::Shutdown { done } = command {
+                return Some(done);
+            }
+            self.handle_command(command);
+            handled += 1;
+            next = (handled < COMMAND_BATCH)
+                .then(|| self.commands.try_recv().ok())
+                .flatten();
+        }
+        None
     }
 
     async fn flush_outbox(&mut self) {
