@@ -7,8 +7,21 @@ use reqwest::Url;
 
 use crate::error::{ClientError, Side};
 
+/// The endpoint `url`, checked (see [`parse`]), and the address a peer connection reaching
+/// it binds (see [`bind_addr`]).
+pub(crate) async fn resolve(
+    url: &str,
+    udp_bind: Option<SocketAddr>,
+    loopback_only: bool,
+    side: Side,
+) -> Result<(Url, SocketAddr), ClientError> {
+    let endpoint = parse(url, side)?;
+    let bind = bind_addr(&endpoint, udp_bind, loopback_only, side).await?;
+    Ok((endpoint, bind))
+}
+
 /// Parses `url`; only `http://` is usable, since this crate is built without TLS.
-pub(crate) fn parse(url: &str, side: Side) -> Result<Url, ClientError> {
+fn parse(url: &str, side: Side) -> Result<Url, ClientError> {
     let bad = |reason: String| ClientError::Url { side, reason };
     let endpoint = Url::parse(url).map_err(|e| bad(format!("{url}: {e}")))?;
     if endpoint.scheme() != "http" {
@@ -23,7 +36,7 @@ pub(crate) fn parse(url: &str, side: Side) -> Result<Url, ClientError> {
 /// it is also the host candidate: loopback (of the URL's family) when `loopback_only`,
 /// otherwise the address this host would use to reach the URL's host (a connected UDP
 /// socket sends nothing).
-pub(crate) async fn bind_addr(
+async fn bind_addr(
     endpoint: &Url,
     udp_bind: Option<SocketAddr>,
     loopback_only: bool,

@@ -89,18 +89,15 @@ pub(crate) async fn post_offer(
     })
 }
 
-/// Sends `DELETE` to a resource (RFC 9725 §4.2) and returns the status, whatever it is.
-/// `timeout` bounds the request when given; without it only the client's own limits apply.
+/// Sends `DELETE` to a resource (RFC 9725 §4.2), bounded by `timeout`, and returns the
+/// status, whatever it is.
 pub(crate) async fn delete_resource(
     http: &reqwest::Client,
     resource_url: &Url,
     bearer_token: Option<&str>,
-    timeout: Option<Duration>,
+    timeout: Duration,
 ) -> Result<u16, ClientError> {
-    let mut request = http.delete(resource_url.clone());
-    if let Some(timeout) = timeout {
-        request = request.timeout(timeout);
-    }
+    let request = http.delete(resource_url.clone()).timeout(timeout);
     let response = authorized(request, bearer_token).send().await?;
     let status = response.status().as_u16();
     // Read the body so the connection goes back to the pool.

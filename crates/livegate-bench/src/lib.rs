@@ -24,6 +24,7 @@ mod http;
 pub mod latency;
 mod lifecycle;
 mod peer_loop;
+pub mod resource;
 mod sdp;
 pub mod whep;
 pub mod whip;

@@ -55,6 +55,16 @@ pub(crate) fn answer_sends(sdp: &str, kind: &str) -> bool {
     in_section && sends
 }
 
+/// The answer to apply: with `loopback_only`, its loopback candidates only (see
+/// [`loopback_candidates_only`]); returns it and how many candidates were removed.
+pub(crate) fn answer_to_apply(answer: &str, loopback_only: bool) -> (String, usize) {
+    if loopback_only {
+        loopback_candidates_only(answer)
+    } else {
+        (answer.to_owned(), 0)
+    }
+}
+
 fn keep_lines(sdp: &str, mut keep: impl FnMut(&str) -> bool) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.split_inclusive('\n') {

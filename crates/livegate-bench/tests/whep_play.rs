@@ -51,13 +51,13 @@ async fn plays_keyframe_first_then_delete_closes_the_session() {
         .await
         .unwrap();
     assert!(
-        session.location().starts_with("/live/cam/whep/"),
+        session.resource().location().starts_with("/live/cam/whep/"),
         "{}",
-        session.location()
+        session.resource().location()
     );
-    assert!(session.resource_url().starts_with(&base));
-    assert!(session.etag().is_some());
-    assert!(session.answer_sdp().contains("a=candidate:"));
+    assert!(session.resource().url().starts_with(&base));
+    assert!(session.resource().etag().is_some());
+    assert!(session.resource().answer_sdp().contains("a=candidate:"));
 
     let connected = session.wait_connected(DEADLINE).await.unwrap();
     session.wait_video_frames(30, DEADLINE).await.unwrap();
@@ -125,7 +125,7 @@ async fn audio_only_viewer_and_server_metrics_on_its_data_channel() {
         .play(&format!("{base}/live/cam/whep?server_metrics=1"), &options)
         .await
         .unwrap();
-    assert!(!session.offer_sdp().contains("m=video"));
+    assert!(!session.resource().offer_sdp().contains("m=video"));
     session.wait_audio_packets(10, DEADLINE).await.unwrap();
     let stats = session.stats();
     assert_eq!(stats.video.packets, 0);

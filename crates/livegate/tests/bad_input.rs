@@ -195,7 +195,7 @@ async fn whip_endpoint_refuses_bad_input() {
         .publish(&format!("{base}/live/live1/whip"), &WhipOptions::default())
         .await
         .unwrap();
-    let resource = publisher.location().to_owned();
+    let resource = publisher.resource().location().to_owned();
     let trickle = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
     rows.extend([
         row(
@@ -235,7 +235,7 @@ async fn whep_endpoint_and_sessions_refuse_bad_input() {
         .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
         .await
         .unwrap();
-    let resource = session.location().to_owned();
+    let resource = session.resource().location().to_owned();
     let trickle = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
     let mut rows = vec![
         row("text/plain", Method::POST, "/live/cam/whep")
@@ -317,7 +317,7 @@ async fn whep_endpoint_and_sessions_refuse_bad_input() {
             .expect(412, ""),
         row("PATCH wrong type", Method::PATCH, resource.clone())
             .typed("application/sdp", trickle)
-            .header("if-match", session.etag().unwrap().to_owned())
+            .header("if-match", session.resource().etag().unwrap().to_owned())
             .expect(415, ""),
         row("DELETE", Method::DELETE, resource.clone()).expect(200, ""),
         row("DELETE twice", Method::DELETE, resource.clone()).expect(404, "no such WHEP session"),
@@ -411,7 +411,7 @@ async fn the_global_session_limit_counts_whip_and_whep_together() {
                 "{e}"
             );
         }
-        other => panic!("{:?}", other.map(|s| s.location().to_owned())),
+        other => panic!("{:?}", other.map(|s| s.resource().location().to_owned())),
     }
     check(
         &base,

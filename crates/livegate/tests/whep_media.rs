@@ -102,7 +102,7 @@ async fn the_answer_and_the_media_follow_the_output_tracks() {
     let both = play(&base, "both").await;
     both.wait_video_frames(10, DEADLINE).await.unwrap();
     both.wait_audio_packets(10, DEADLINE).await.unwrap();
-    let video = section(both.answer_sdp(), "video");
+    let video = section(both.resource().answer_sdp(), "video");
     assert!(video.contains("packetization-mode=1"), "{video}");
     assert!(
         video.contains("profile-level-id=42"),
@@ -117,7 +117,7 @@ async fn the_answer_and_the_media_follow_the_output_tracks() {
     );
     // One media stream for both tracks, so players lip-sync them.
     let msid = |kind| {
-        section(both.answer_sdp(), kind)
+        section(both.resource().answer_sdp(), kind)
             .lines()
             .find_map(|l| l.strip_prefix("a=msid:"))
             .and_then(|v| v.split_whitespace().next())
@@ -129,15 +129,15 @@ async fn the_answer_and_the_media_follow_the_output_tracks() {
     let high = play(&base, "high").await;
     high.wait_video_frames(5, DEADLINE).await.unwrap();
     assert!(
-        section(high.answer_sdp(), "video").contains("profile-level-id=640c0d"),
+        section(high.resource().answer_sdp(), "video").contains("profile-level-id=640c0d"),
         "High profile SPS, level 1.3 as in the stream: {}",
-        high.answer_sdp()
+        high.resource().answer_sdp()
     );
 
     // Offered audio that the output lacks is refused in the answer and nothing is sent.
     let video_only = play(&base, "video").await;
     video_only.wait_video_frames(20, DEADLINE).await.unwrap();
-    let audio = section(video_only.answer_sdp(), "audio");
+    let audio = section(video_only.resource().answer_sdp(), "audio");
     assert!(
         audio.starts_with("m=audio 0 ") || audio.contains("a=inactive"),
         "{audio}"
@@ -146,7 +146,7 @@ async fn the_answer_and_the_media_follow_the_output_tracks() {
 
     let audio_only = play(&base, "audio").await;
     audio_only.wait_audio_packets(50, DEADLINE).await.unwrap();
-    let video = section(audio_only.answer_sdp(), "video");
+    let video = section(audio_only.resource().answer_sdp(), "video");
     assert!(
         video.starts_with("m=video 0 ") || video.contains("a=inactive"),
         "{video}"
@@ -233,7 +233,7 @@ async fn a_new_output_buffer_keeps_the_session_and_its_timeline() {
     stream.set_output(first.clone());
 
     let session = play(&base, "swap").await;
-    let mut events = sse(&base, session.location()).await;
+    let mut events = sse(&base, session.resource().location()).await;
     assert_eq!(events.next_event().await, "active");
     session.wait_video_frames(10, DEADLINE).await.unwrap();
     let before = session.stats().video.frames;

@@ -31,7 +31,7 @@ async fn post(
 /// The status and reason of a publish the gateway refused.
 async fn refused(url: &str, options: &WhipOptions) -> (u16, String, Option<Duration>) {
     match WhipClient::new().publish(url, options).await {
-        Ok(publisher) => panic!("published at {}", publisher.location()),
+        Ok(publisher) => panic!("published at {}", publisher.resource().location()),
         Err(e @ WhipClientError::Status { .. }) => {
             let retry_after = e.retry_after();
             let WhipClientError::Status { status, reason, .. } = e else {
@@ -140,7 +140,7 @@ async fn a_token_guards_every_request() {
     };
     let publisher = publish(&base, "cam", &options).await;
     let unauthorized = reqwest::Client::new()
-        .delete(publisher.resource_url())
+        .delete(publisher.resource().url())
         .send()
         .await
         .unwrap();

@@ -73,10 +73,16 @@ async fn the_input_holds_the_access_units_the_publisher_sent() {
         ..publish_options(FIXTURE).await
     };
     let publisher = publish(&base, "cam", &options).await;
-    assert!(publisher.location().starts_with("/live/cam/whip/"));
-    assert!(publisher.etag().is_some_and(|etag| !etag.is_empty()));
+    assert!(publisher
+        .resource()
+        .location()
+        .starts_with("/live/cam/whip/"));
+    assert!(publisher
+        .resource()
+        .etag()
+        .is_some_and(|etag| !etag.is_empty()));
     assert_eq!(
-        publisher.playback_url(),
+        publisher.resource().playback_url(),
         Some(format!("{base}/live/cam/whep").as_str())
     );
     let input = gateway
@@ -189,7 +195,7 @@ async fn an_obs_shaped_offer_without_candidates_connects_as_peer_reflexive() {
         ..publish_options(FIXTURE).await
     };
     let publisher = publish(&base, "obs", &options).await;
-    let offer = publisher.offer_sdp();
+    let offer = publisher.resource().offer_sdp();
     assert!(!offer.contains("a=candidate"), "{offer}");
     assert!(!offer.contains("a=end-of-candidates"), "{offer}");
     assert!(offer.find("m=audio").unwrap() < offer.find("m=video").unwrap());

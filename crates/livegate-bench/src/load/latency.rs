@@ -267,7 +267,7 @@ async fn hold(
         file: args.file.display().to_string(),
         window_secs,
         warmup_secs: args.warmup,
-        publish_created_ms: millis(publisher.answered_after()),
+        publish_created_ms: millis(publisher.resource().answered_after()),
         play_created_attempts: attempts,
         viewer_first_frame_ms: stats.first_frame_at.map(millis),
         frames_sent,

@@ -242,7 +242,11 @@ async fn open_one(
         Err(e) => {
             let status = publisher.delete().await.ok();
             publisher.disconnect().await;
-            Err((failure_label(&e), Some(publisher.answered_after()), status))
+            Err((
+                failure_label(&e),
+                Some(publisher.resource().answered_after()),
+                status,
+            ))
         }
     }
 }
@@ -263,7 +267,7 @@ fn publisher_report(
         index: live.index,
         url: live.url.clone(),
         error: None,
-        created_ms: Some(millis(live.publisher.answered_after())),
+        created_ms: Some(millis(live.publisher.resource().answered_after())),
         connect_ms: Some(millis(live.connect)),
         bitrate_bps: (bytes(after) - bytes(before)) as f64 * 8.0 / secs,
         video_fps: (after.video_frames - before.video_frames) as f64 / secs,

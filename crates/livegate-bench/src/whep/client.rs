@@ -1,10 +1,11 @@
 //! Making a session: offer, POST, answer (draft-ietf-wish-whep §4.1, RFC 9725 §4.2).
 
 use super::peer::{Observed, Peer};
-use super::session::{SessionParts, WhepSession};
+use super::session::WhepSession;
 use super::{WhepClientError, WhepOptions};
 use crate::error::Side;
-use crate::{endpoint, http, sdp};
+use crate::resource::{OfferRequest, Resource};
+use crate::{endpoint, sdp};
 
 /// Starts WHEP sessions. Cheap to clone; clones share one HTTP connection pool, so a load
 /// run's POSTs reuse kept-alive connections instead of opening hundreds.
@@ -43,14 +44,8 @@ impl WhepClient {
         url: &str,
         options: &WhepOptions,
     ) -> Result<WhepSession, WhepClientError> {
-        let endpoint = endpoint::parse(url, Side::Whep)?;
-        let bind = endpoint::bind_addr(
-            &endpoint,
-            options.udp_bind,
-            options.loopback_only,
-            Side::Whep,
-        )
-        .await?;
+        let (endpoint, bind) =
+            endpoint::resolve(url, options.udp_bind, options.loopback_only, Side::Whep).await?;
         let mut peer = Peer::bind(bind, options.ice_check_interval).await?;
         let offer_sdp = peer.offer(options)?;
         let offer_sdp = if options.strip_candidates {
@@ -58,47 +53,26 @@ impl WhepClient {
         } else {
             offer_sdp
         };
-        let body = match &options.offer_transform {
-            Some(transform) => transform(offer_sdp.clone()),
-            None => offer_sdp.clone(),
+        let request = OfferRequest {
+            transform: options.offer_transform.as_ref(),
+            bearer_token: options.bearer_token.as_deref(),
+            timeout: options.request_timeout,
         };
-        let created = http::post_offer(
-            &self.http,
-            &endpoint,
-            body,
-            options.bearer_token.as_deref(),
-            options.request_timeout,
-        )
-        .await?;
-        let answer_sdp = created.answer_sdp;
+        let resource = Resource::create(&self.http, &endpoint, offer_sdp, request).await?;
 
-        let (applied, removed_candidates) = if options.loopback_only {
-            sdp::loopback_candidates_only(&answer_sdp)
-        } else {
-            (answer_sdp.clone(), 0)
-        };
+        let (applied, removed_candidates) =
+            sdp::answer_to_apply(resource.answer_sdp(), options.loopback_only);
         peer.apply_answer(applied)?;
         let (observed, messages) = Observed::new(options.frame_log_limit);
         let handle = peer.spawn(observed.clone(), options.video_tap.clone());
-
-        let parts = SessionParts {
-            location: created.location,
-            resource_url: created.resource_url,
-            etag: created.etag,
-            link_headers: created.link_headers,
-            sends_video: sdp::answer_sends(&answer_sdp, "video"),
-            offer_sdp,
-            answer_sdp,
-            removed_candidates,
-            posted_at: created.posted_at,
-        };
+        let sends_video = sdp::answer_sends(resource.answer_sdp(), "video");
         Ok(WhepSession::new(
-            parts,
+            resource,
             handle,
             observed,
             messages,
-            self.http.clone(),
-            options.bearer_token.clone(),
+            sends_video,
+            removed_candidates,
         ))
     }
 }

@@ -1,9 +1,8 @@
 //! A played WHEP session: its resource, what it received, and its end.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::Url;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use tokio::sync::mpsc;
 
@@ -11,20 +10,7 @@ use super::peer::{Observed, PeerHandle, TrackShared};
 use super::receive::KindStats;
 use super::WhepClientError;
 use crate::error::Side;
-use crate::http;
-
-/// What the 201 response and the negotiation produced.
-pub(crate) struct SessionParts {
-    pub(crate) location: String,
-    pub(crate) resource_url: Url,
-    pub(crate) etag: Option<String>,
-    pub(crate) link_headers: Vec<String>,
-    pub(crate) sends_video: bool,
-    pub(crate) offer_sdp: String,
-    pub(crate) answer_sdp: String,
-    pub(crate) removed_candidates: usize,
-    pub(crate) posted_at: Instant,
-}
+use crate::resource::Resource;
 
 /// What a session received so far; see [`WhepSession::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,9 +24,6 @@ pub struct SessionStats {
     pub first_frame_at: Option<Duration>,
 }
 
-/// Longest a DELETE may take: a gateway that never answers must not hold a run forever.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// One viewer: a peer connection receiving a WHEP session, and its resource URL.
 ///
 /// The peer connection runs on its own task (see the `peer` module) until it ends or the
@@ -49,66 +32,39 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 /// gateway) but does not DELETE the resource: call [`WhepSession::delete`] for that, as a
 /// player would.
 pub struct WhepSession {
-    parts: SessionParts,
+    resource: Resource,
     peer: PeerHandle,
     observed: Arc<Observed>,
     messages: tokio::sync::Mutex<mpsc::Receiver<String>>,
-    http: reqwest::Client,
-    bearer_token: Option<String>,
+    /// Whether the answer sends video: what the first frame is (see [`SessionStats`]).
+    sends_video: bool,
+    /// Answer candidates left out by [`crate::whep::WhepOptions::loopback_only`].
+    removed_candidates: usize,
 }
 
 impl WhepSession {
     pub(crate) fn new(
-        parts: SessionParts,
+        resource: Resource,
         peer: PeerHandle,
         observed: Arc<Observed>,
         messages: mpsc::Receiver<String>,
-        http: reqwest::Client,
-        bearer_token: Option<String>,
+        sends_video: bool,
+        removed_candidates: usize,
     ) -> WhepSession {
         WhepSession {
-            parts,
+            resource,
             peer,
             observed,
             messages: tokio::sync::Mutex::new(messages),
-            http,
-            bearer_token,
+            sends_video,
+            removed_candidates,
         }
     }
 
-    /// The `Location` header exactly as sent (usually relative, `/live/{stream}/whep/{id}`).
-    pub fn location(&self) -> &str {
-        &self.parts.location
-    }
-
-    /// The session resource's absolute URL (`Location` resolved against the endpoint).
-    pub fn resource_url(&self) -> &str {
-        self.parts.resource_url.as_str()
-    }
-
-    /// The `ETag` header of the 201, if any (RFC 9725 §4.3.1 uses it for ICE restarts).
-    pub fn etag(&self) -> Option<&str> {
-        self.parts.etag.as_deref()
-    }
-
-    /// The SDP answer as received (before any loopback-only candidate filtering).
-    pub fn answer_sdp(&self) -> &str {
-        &self.parts.answer_sdp
-    }
-
-    /// The SDP offer this viewer made (before [`crate::whep::WhepOptions::offer_transform`]).
-    pub fn offer_sdp(&self) -> &str {
-        &self.parts.offer_sdp
-    }
-
-    /// Every `Link` header of the 201, each as sent (ICE servers, RFC 9725 §4.6).
-    pub fn link_headers(&self) -> &[String] {
-        &self.parts.link_headers
-    }
-
-    /// Taken just before the POST was sent: the origin of every `Duration` in the stats.
-    pub fn posted_at(&self) -> Instant {
-        self.parts.posted_at
+    /// The session resource: `Location`, `ETag`, `Link` headers, the offer and the answer,
+    /// and the POST's time, the origin of every `Duration` in the stats.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
     }
 
     /// Waits until the peer connection is connected (ICE and DTLS up); returns how long
@@ -122,7 +78,7 @@ impl WhepSession {
     }
 
     fn connect_wait_detail(&self, state: RTCPeerConnectionState) -> String {
-        match self.parts.removed_candidates {
+        match self.removed_candidates {
             0 => format!("the connection (still {state})"),
             n => format!(
                 "the connection (still {state}; {n} non-loopback answer candidates were not used)"
@@ -181,7 +137,7 @@ impl WhepSession {
     }
 
     fn snapshot(&self, with_log: bool) -> SessionStats {
-        let posted_at = self.parts.posted_at;
+        let posted_at = self.resource.posted_at();
         let video = self
             .observed
             .video
@@ -194,7 +150,7 @@ impl WhepSession {
             .account
             .lock()
             .snapshot(posted_at, with_log);
-        let first_frame_at = if self.parts.sends_video {
+        let first_frame_at = if self.sends_video {
             video.first_frame_at
         } else {
             audio.first_frame_at
@@ -210,7 +166,7 @@ impl WhepSession {
     fn stats_connected_at(&self) -> Option<Duration> {
         self.observed
             .lifecycle
-            .connected_after(self.parts.posted_at)
+            .connected_after(self.resource.posted_at())
     }
 
     /// Waits until the session is over from the network's side: the peer connection failed
@@ -251,17 +207,11 @@ impl WhepSession {
         }
     }
 
-    /// Sends `DELETE` to the session resource (RFC 9725 §4.2) and returns the status,
-    /// whatever it is. The local peer connection stays open, so the gateway's side of the
+    /// Sends `DELETE` to the session resource (RFC 9725 §4.2; at most 10 s) and returns the
+    /// status, whatever it is. The local peer connection stays open, so the gateway's side of the
     /// teardown can be observed with [`WhepSession::wait_closed`].
     pub async fn delete(&self) -> Result<u16, WhepClientError> {
-        http::delete_resource(
-            &self.http,
-            &self.parts.resource_url,
-            self.bearer_token.as_deref(),
-            Some(DELETE_TIMEOUT),
-        )
-        .await
+        self.resource.delete().await
     }
 
     /// Closes the local peer connection (DTLS close_notify sent, socket released) without

@@ -1,10 +1,11 @@
 //! Making a publish: offer, POST, answer (RFC 9725 §4.2).
 
 use super::peer::{Observed, Peer};
-use super::publisher::{PublishParts, WhipPublisher};
+use super::publisher::WhipPublisher;
 use super::{OfferShape, WhipClientError, WhipOptions};
 use crate::error::Side;
-use crate::{endpoint, http, sdp};
+use crate::resource::{OfferRequest, Resource};
+use crate::{endpoint, sdp};
 
 /// Starts WHIP publishes. Cheap to clone; clones share one HTTP connection pool.
 #[derive(Clone, Default)]
@@ -47,39 +48,22 @@ impl WhipClient {
         url: &str,
         options: &WhipOptions,
     ) -> Result<WhipPublisher, WhipClientError> {
-        let endpoint = endpoint::parse(url, Side::Whip)?;
-        let bind = endpoint::bind_addr(
-            &endpoint,
-            options.udp_bind,
-            options.loopback_only,
-            Side::Whip,
-        )
-        .await?;
+        let (endpoint, bind) =
+            endpoint::resolve(url, options.udp_bind, options.loopback_only, Side::Whip).await?;
         let mut peer = Peer::bind(bind, options).await?;
         let offer_sdp = peer.offer()?;
         let offer_sdp = match options.shape {
             OfferShape::Obs => sdp::without_candidates(&offer_sdp),
             OfferShape::Standard => offer_sdp,
         };
-        let body = match &options.offer_transform {
-            Some(transform) => transform(offer_sdp.clone()),
-            None => offer_sdp.clone(),
+        let request = OfferRequest {
+            transform: options.offer_transform.as_ref(),
+            bearer_token: options.bearer_token.as_deref(),
+            timeout: options.request_timeout,
         };
-        let created = http::post_offer(
-            &self.http,
-            &endpoint,
-            body,
-            options.bearer_token.as_deref(),
-            options.request_timeout,
-        )
-        .await?;
-        let answer_sdp = created.answer_sdp;
+        let resource = Resource::create(&self.http, &endpoint, offer_sdp, request).await?;
 
-        let applied = if options.loopback_only {
-            sdp::loopback_candidates_only(&answer_sdp).0
-        } else {
-            answer_sdp.clone()
-        };
+        let (applied, _) = sdp::answer_to_apply(resource.answer_sdp(), options.loopback_only);
         peer.apply_answer(applied)?;
         let observed = Observed::new();
         let handle = peer.spawn(
@@ -88,23 +72,6 @@ impl WhipClient {
             options.passes,
             options.sent_video_tap.clone(),
         );
-        let parts = PublishParts {
-            location: created.location,
-            resource_url: created.resource_url,
-            etag: created.etag,
-            playback_url: created.playback_url,
-            link_headers: created.link_headers,
-            offer_sdp,
-            answer_sdp,
-            posted_at: created.posted_at,
-            answered_after: created.answered_after,
-        };
-        Ok(WhipPublisher::new(
-            parts,
-            handle,
-            observed,
-            self.http.clone(),
-            options.bearer_token.clone(),
-        ))
+        Ok(WhipPublisher::new(resource, handle, observed))
     }
 }

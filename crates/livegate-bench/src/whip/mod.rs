@@ -21,7 +21,7 @@
 //! let publisher = WhipClient::new()
 //!     .publish("http://127.0.0.1:8935/live/cam/whip", &options)
 //!     .await?;
-//! println!("201 after {:?}; plays at {:?}", publisher.answered_after(), publisher.playback_url());
+//! println!("201 after {:?}; plays at {:?}", publisher.resource().answered_after(), publisher.resource().playback_url());
 //! publisher.wait_connected(Duration::from_secs(10)).await?;
 //! publisher.wait_video_frames_sent(90, Duration::from_secs(10)).await?;
 //! println!("{:?}", publisher.stats());

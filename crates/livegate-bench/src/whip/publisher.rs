@@ -1,28 +1,14 @@
 //! A running publish: its resource, what it sent, and its end.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::Url;
 use tokio::sync::watch;
 
 use super::peer::{Observed, PublisherHandle, SentStats};
 use super::WhipClientError;
 use crate::error::Side;
-use crate::http;
-
-/// What the 201 response and the negotiation produced.
-pub(crate) struct PublishParts {
-    pub(crate) location: String,
-    pub(crate) resource_url: Url,
-    pub(crate) etag: Option<String>,
-    pub(crate) playback_url: Option<String>,
-    pub(crate) link_headers: Vec<String>,
-    pub(crate) offer_sdp: String,
-    pub(crate) answer_sdp: String,
-    pub(crate) posted_at: Instant,
-    pub(crate) answered_after: Duration,
-}
+use crate::resource::Resource;
 
 /// One publisher: a peer connection sending a file to a WHIP session, and its resource URL.
 ///
@@ -31,74 +17,29 @@ pub(crate) struct PublishParts {
 /// wait from several tasks. Dropping it closes the peer connection gracefully (DTLS
 /// close_notify) without a DELETE; [`WhipPublisher::close`] vanishes without even that.
 pub struct WhipPublisher {
-    parts: PublishParts,
+    resource: Resource,
     peer: PublisherHandle,
     observed: Arc<Observed>,
-    http: reqwest::Client,
-    bearer_token: Option<String>,
 }
 
 impl WhipPublisher {
     pub(crate) fn new(
-        parts: PublishParts,
+        resource: Resource,
         peer: PublisherHandle,
         observed: Arc<Observed>,
-        http: reqwest::Client,
-        bearer_token: Option<String>,
     ) -> WhipPublisher {
         WhipPublisher {
-            parts,
+            resource,
             peer,
             observed,
-            http,
-            bearer_token,
         }
     }
 
-    /// The `Location` header exactly as sent (usually relative, `/live/{stream}/whip/{id}`).
-    pub fn location(&self) -> &str {
-        &self.parts.location
-    }
-
-    /// The session resource's absolute URL (`Location` resolved against the endpoint).
-    pub fn resource_url(&self) -> &str {
-        self.parts.resource_url.as_str()
-    }
-
-    /// The `ETag` header of the 201 (RFC 9725 §4.3.1 uses it for ICE restarts).
-    pub fn etag(&self) -> Option<&str> {
-        self.parts.etag.as_deref()
-    }
-
-    /// The `Livepeer-Playback-URL` header of the 201: where the stream plays over WHEP.
-    pub fn playback_url(&self) -> Option<&str> {
-        self.parts.playback_url.as_deref()
-    }
-
-    /// Every `Link` header of the 201, each as sent (ICE servers, RFC 9725 §4.4).
-    pub fn link_headers(&self) -> &[String] {
-        &self.parts.link_headers
-    }
-
-    /// The SDP answer as received (before any loopback-only candidate filtering).
-    pub fn answer_sdp(&self) -> &str {
-        &self.parts.answer_sdp
-    }
-
-    /// The SDP offer this publisher made (before [`crate::whip::WhipOptions::offer_transform`],
-    /// after the candidates an [`crate::whip::OfferShape::Obs`] offer drops).
-    pub fn offer_sdp(&self) -> &str {
-        &self.parts.offer_sdp
-    }
-
-    /// Taken just before the POST was sent: the origin of every `Duration` reported.
-    pub fn posted_at(&self) -> Instant {
-        self.parts.posted_at
-    }
-
-    /// From the POST to the `201 Created` response's headers.
-    pub fn answered_after(&self) -> Duration {
-        self.parts.answered_after
+    /// The session resource: `Location`, `ETag`, `Livepeer-Playback-URL` and `Link` headers,
+    /// the offer and the answer, the POST's time (the origin of every `Duration` reported)
+    /// and how long the 201 took.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
     }
 
     /// What was sent so far.
@@ -110,7 +51,7 @@ impl WhipPublisher {
     pub fn connected_after(&self) -> Option<Duration> {
         self.observed
             .lifecycle
-            .connected_after(self.parts.posted_at)
+            .connected_after(self.resource.posted_at())
     }
 
     /// Waits until the peer connection is connected (ICE and DTLS up; media starts then);
@@ -186,21 +127,13 @@ impl WhipPublisher {
         self.peer.stop_media().await;
     }
 
-    /// Stops the media, then sends `DELETE` to the session resource (RFC 9725 §4.2) and
-    /// returns the status, whatever it is: what OBS does when its output stops. The local
+    /// Stops the media, then sends `DELETE` to the session resource (RFC 9725 §4.2; at most
+    /// 10 s) and returns the status, whatever it is: what OBS does when its output stops. The local
     /// peer connection stays open, so the gateway's side of the teardown can be observed with
     /// [`WhipPublisher::wait_closed`].
     pub async fn delete(&self) -> Result<u16, WhipClientError> {
         self.peer.stop_media().await;
-        // No limit of its own, unlike a viewer's DELETE: a publisher's is bounded only by
-        // the caller (the load run's watchdog).
-        http::delete_resource(
-            &self.http,
-            &self.parts.resource_url,
-            self.bearer_token.as_deref(),
-            None,
-        )
-        .await
+        self.resource.delete().await
     }
 
     /// Vanishes: the loop ends and the socket is dropped without DTLS close_notify or any
