@@ -137,13 +137,16 @@ async fn claim(
     match result {
         Ok((1, _)) => {
             claim.idle.store(false, Ordering::Release);
-            // A stream this node was pulling as an edge is published here now.
-            crate::edge::evict(shared, stream);
             shared
                 .metrics
                 .origin_claims
                 .set(shared.claims.lock().len() as i64);
-            Ok(OriginClaim::new(Box::new(handle), claim.lost.clone()))
+            let origin_claim = OriginClaim::new(Box::new(handle), claim.lost.clone());
+            // A stream this node was pulling as an edge is published here now.
+            Ok(match crate::edge::hand_over(shared, stream) {
+                Some(pulled) => origin_claim.continuing(pulled),
+                None => origin_claim,
+            })
         }
         Ok((_, holder)) => Err(ClaimError::Taken {
             stream: stream.clone(),

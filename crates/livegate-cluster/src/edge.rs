@@ -167,15 +167,14 @@ fn start(shared: &Arc<Shared>, key: &StreamKey, origin: Origin) -> Option<EdgeLe
     })
 }
 
-/// Stops pulling `key` and ends its local stream (its viewers' sessions end): the stream is
-/// published on this node now.
-pub(crate) fn evict(shared: &Shared, key: &StreamKey) {
-    let removed = shared.edges.lock().remove(key);
-    if let Some(edge) = removed {
-        tracing::info!(stream = %key, "edge: the stream is published here now; the pull stops");
-        edge.cancel.cancel();
-        shared.registry.remove(&edge.stream);
-    }
+/// Stops pulling `key` because it is published on this node now, and hands its local stream
+/// (still registered, its viewers still attached) to the new publisher, which continues it:
+/// the viewers move to the publisher's output as they would to a restarted worker's.
+pub(crate) fn hand_over(shared: &Shared, key: &StreamKey) -> Option<Arc<Stream>> {
+    let edge = shared.edges.lock().remove(key)?;
+    tracing::info!(stream = %key, viewers = edge.leases, "edge: the stream is published here now; the pull stops and the publisher continues it");
+    edge.cancel.cancel();
+    Some(edge.stream)
 }
 
 /// Whether `key` is a stream this node pulls (and so must not serve as an origin).

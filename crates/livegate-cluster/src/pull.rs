@@ -57,14 +57,21 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     shared.metrics.edge_pulls_active.inc();
-    let why = tokio::select! {
-        why = follow(&shared, &key, &stream, origin) => why,
-        _ = cancel.cancelled() => "no viewers left",
+    let ended = tokio::select! {
+        why = follow(&shared, &key, &stream, origin) => Some(why),
+        // The last viewer left (its lease removes the stream) or a local publisher took the
+        // stream over (it lives on): either way the stream is not the pull's to end.
+        _ = cancel.cancelled() => None,
     };
     shared.metrics.edge_pulls_active.dec();
-    tracing::info!(stream = %key, reason = why, "edge: pull ended");
-    // Ends the local viewers' sessions (StreamEnded); a no-op when the lease already did.
-    shared.registry.remove(&stream);
+    match ended {
+        Some(why) => {
+            tracing::info!(stream = %key, reason = why, "edge: pull ended");
+            // Ends the local viewers' sessions (StreamEnded).
+            shared.registry.remove(&stream);
+        }
+        None => tracing::info!(stream = %key, "edge: pull stopped"),
+    }
 }
 
 /// Follows the stream from origin to origin; returns why it ended.

@@ -380,6 +380,49 @@ async fn an_edge_follows_its_stream_to_a_new_origin() {
 }
 
 #[tokio::test]
+async fn a_publisher_moving_onto_an_edge_continues_the_stream_its_viewers_watch() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (Node::start(&redis).await, Node::start(&redis).await);
+    let on_a = a.registry.create(key("cam")).unwrap();
+    let output_a = RingBuffer::new(1 << 20);
+    on_a.set_output(output_a.clone());
+    let _producer_a = produce_tagged(output_a, 0xA);
+    let claim_a = a.claim("cam", false).await.unwrap();
+    let viewer = lease(b.attach("cam").await);
+    let edge = b.registry.get(&key("cam")).unwrap();
+    let pulled = edge.next_output(None).await.unwrap();
+    assert_eq!(next_tag(&mut pulled.reader_from_oldest()).await, Some(0xA));
+
+    // The publisher comes to B: B's claim hands over the stream B's viewer is watching.
+    let mut claim_b = b.claim("cam", true).await.unwrap();
+    let continued = claim_b.take_continued().expect("the edge stream is handed over");
+    assert!(Arc::ptr_eq(&continued, &edge));
+    assert!(!edge.is_closed(), "the viewer's stream goes on");
+    assert!(Arc::ptr_eq(&b.registry.get(&key("cam")).unwrap(), &edge));
+    eventually("B stops pulling", || async {
+        b.metric("livegate_cluster_edge_pulls_active") == 0.0
+    })
+    .await;
+    tokio::time::timeout(DEADLINE, claim_a.lost().cancelled())
+        .await
+        .unwrap();
+
+    // The new publisher's output is the stream's next generation, and the viewer's lease
+    // (now of no pull) leaving does not end the stream.
+    let output_b = RingBuffer::new(1 << 20);
+    edge.set_output(output_b.clone());
+    let _producer_b = produce_tagged(output_b, 0xB);
+    let next = tokio::time::timeout(DEADLINE, edge.next_output(Some(&pulled)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_tag(&mut next.reader_from_oldest()).await, Some(0xB));
+    drop(viewer);
+    assert!(!edge.is_closed());
+    assert!(b.registry.get(&key("cam")).is_some());
+}
+
+#[tokio::test]
 async fn the_internal_endpoint_wants_the_secret_and_serves_only_origins() {
     let redis = RedisServer::start().await;
     let a = Node::start(&redis).await;

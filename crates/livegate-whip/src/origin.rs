@@ -13,10 +13,17 @@
 //!   idle, so a publisher coming back on another node may take it over.
 //! - When another node takes the key ([`OriginClaim::lost`]), this gateway ends its stream at
 //!   once: two origins of one key must not coexist.
+//! - When this gateway was already playing the stream from the old origin (an edge), the
+//!   claim may hand that local stream over ([`OriginClaim::continuing`]): the publisher then
+//!   continues it, and its viewers follow to the new publisher's output as they follow a
+//!   worker restart, instead of having their sessions ended.
 
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
+use livegate_media::registry::Stream;
 use livegate_media::StreamKey;
 use tokio_util::sync::CancellationToken;
 
@@ -53,12 +60,29 @@ pub trait ClaimGuard: Send + Sync + 'static {
 pub struct OriginClaim {
     guard: Box<dyn ClaimGuard>,
     lost: CancellationToken,
+    continues: Option<Arc<Stream>>,
 }
 
 impl OriginClaim {
     /// `lost` is cancelled by the implementation when another node took the stream.
     pub fn new(guard: Box<dyn ClaimGuard>, lost: CancellationToken) -> OriginClaim {
-        OriginClaim { guard, lost }
+        OriginClaim {
+            guard,
+            lost,
+            continues: None,
+        }
+    }
+
+    /// Hands over `stream`, the registered local stream of the key that this gateway served
+    /// until now from another origin, for the new publisher to continue.
+    pub fn continuing(mut self, stream: Arc<Stream>) -> OriginClaim {
+        self.continues = Some(stream);
+        self
+    }
+
+    /// The stream handed over with the claim, if any (taken once).
+    pub fn take_continued(&mut self) -> Option<Arc<Stream>> {
+        self.continues.take()
     }
 
     pub fn set_idle(&self, idle: bool) {
@@ -75,6 +99,7 @@ impl std::fmt::Debug for OriginClaim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OriginClaim")
             .field("lost", &self.lost.is_cancelled())
+            .field("continues", &self.continues.as_ref().map(|s| s.key()))
             .finish_non_exhaustive()
     }
 }

@@ -295,9 +295,21 @@ impl WhipServer {
         &self,
         key: &StreamKey,
         id: ResourceId,
-        claim: Option<OriginClaim>,
+        mut claim: Option<OriginClaim>,
     ) -> Result<(Arc<Stream>, Option<Arc<PublisherEntry>>), PublishError> {
         let inner = &self.inner;
+        // The stream this node played from the old origin, still registered and live: the
+        // publisher continues it for the viewers it already has.
+        let continued = claim
+            .as_mut()
+            .and_then(OriginClaim::take_continued)
+            .filter(|s| {
+                !s.is_closed()
+                    && inner
+                        .registry
+                        .get(key)
+                        .is_some_and(|current| Arc::ptr_eq(&current, s))
+            });
         let mut table = inner.table.lock();
         let table = &mut *table;
         if let Some(slot) = table.streams.get_mut(key) {
@@ -317,13 +329,23 @@ impl WhipServer {
         }
         if let Some(limit) = inner.config.max_streams {
             if table.streams.len() >= limit {
+                if let Some(stream) = &continued {
+                    // Nobody will feed it: its viewers end instead of waiting.
+                    inner.registry.remove(stream);
+                }
                 return Err(PublishError::TooManyStreams(limit));
             }
         }
-        let stream = inner.registry.create(key.clone()).map_err(|e| match e {
-            // A test stream (LIVE_AI_TEST_STREAM) or another part owns the key.
-            RegistryError::AlreadyLive(key) => PublishError::AlreadyLive(key),
-        })?;
+        let stream = match continued {
+            Some(stream) => {
+                tracing::info!(stream = %key, "the publisher continues the stream this node was pulling; its viewers stay");
+                stream
+            }
+            None => inner.registry.create(key.clone()).map_err(|e| match e {
+                // A test stream (LIVE_AI_TEST_STREAM) or another part owns the key.
+                RegistryError::AlreadyLive(key) => PublishError::AlreadyLive(key),
+            })?,
+        };
         if let Some(claim) = &claim {
             Inner::watch_claim(inner, key, &stream, claim);
         }

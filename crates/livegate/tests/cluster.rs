@@ -281,3 +281,57 @@ async fn cluster_mode_without_a_secret_refuses_to_start() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("LIVE_AI_CLUSTER_SECRET"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_publisher_moving_onto_an_edge_keeps_that_edges_viewers() {
+    let redis = RedisServer::start().await;
+    // A grace long enough for the publisher to get from A to B on a loaded machine.
+    let grace = [("LIVE_AI_REPUBLISH_GRACE", "10s")];
+    let a = Node::start(&redis, &grace).await;
+    let b = Node::start(&redis, &grace).await;
+    wait_for_metric(&b.base, "livegate_cluster_nodes", 2.0, DEADLINE).await;
+
+    let on_a = try_publish(&a, "cam").await.expect("publish on A");
+    on_a.wait_connected(DEADLINE).await.unwrap();
+    let viewer = WhepClient::new()
+        .play(&b.whep("cam"), &viewer_options())
+        .await
+        .unwrap();
+    viewer.wait_video_frames(30, DEADLINE).await.unwrap();
+    assert_eq!(
+        metric(&b.base, "livegate_cluster_edge_pulls_active").await,
+        Some(1.0)
+    );
+
+    // The publisher leaves A and comes back on B, within the grace.
+    assert_eq!(on_a.delete().await.unwrap(), 200);
+    let on_b = try_publish(&b, "cam").await.expect("publish on B");
+    on_b.wait_connected(DEADLINE).await.unwrap();
+
+    // B's viewer stays connected and gets the new publisher's frames from B itself.
+    let frames = viewer.stats().video.frames;
+    let keyframes = viewer.stats().video.keyframes;
+    viewer
+        .wait_video_frames(frames + 60, DEADLINE)
+        .await
+        .unwrap();
+    assert!(
+        viewer.stats().video.keyframes > keyframes,
+        "it restarted at the new publisher's keyframe"
+    );
+    assert_eq!(viewer.closed_reason(), None);
+    assert_eq!(
+        metric(&b.base, "livegate_cluster_edge_pulls_active").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &b.base,
+            "livegate_whep_sessions_ended_total{reason=\"stream_ended\"}"
+        )
+        .await,
+        None,
+        "no viewer session ended on B"
+    );
+    drop(redis);
+}
