@@ -23,7 +23,6 @@ pub mod error;
 mod http;
 pub mod latency;
 mod lifecycle;
-mod peer_loop;
 pub mod resource;
 mod sdp;
 pub mod whep;

@@ -14,6 +14,11 @@ use tokio::sync::watch;
 
 use crate::error::{ClientError, Side};
 
+/// Why the loop ends when a datagram was DTLS and the transport is now closed (see
+/// [`livegate_upstream::datagram::deliver`]): the W3C connection-state rules count a closed
+/// DTLS transport as connected, so the gateway's close_notify shows only there.
+pub(crate) const GATEWAY_CLOSE_NOTIFY: &str = "closed by the gateway (DTLS close_notify)";
+
 /// What the loop says of the connection, shared with its owner.
 pub(crate) struct Lifecycle {
     pub(crate) state: watch::Sender<RTCPeerConnectionState>,

@@ -49,6 +49,7 @@
 //! output generation, which covers every (re)connection.
 
 mod data_channel;
+pub mod datagram;
 mod error;
 pub mod offer;
 mod peer;

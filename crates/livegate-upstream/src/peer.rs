@@ -37,18 +37,17 @@ use rtc::data_channel::RTCDataChannelId;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::transport::RTCDtlsTransportState;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::data_channel::DataRelay;
+use crate::datagram;
 use crate::error::UpstreamError;
 use crate::offer::{OfferingPeer, SendTrack};
 use crate::receive::MediaReceiver;
@@ -292,18 +291,7 @@ impl<'a> Connection<'a> {
 
     fn on_datagram(&mut self, from: SocketAddr) {
         let message = self.recv_buf.split();
-        // RFC 7983 §7: a first byte in 20..=63 is DTLS, where a close_notify would be.
-        let dtls = matches!(message.first(), Some(20..=63));
-        let _ = self.pc.handle_read(TaggedBytesMut {
-            now: Instant::now(),
-            transport: TransportContext {
-                local_addr: self.local_addr,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message,
-        });
+        let dtls = datagram::deliver(&mut self.pc, self.local_addr, from, message, Instant::now());
         // Before the next datagram: this installs the SRTP keys the moment DTLS completes.
         self.pump();
         if dtls && self.connected_at.is_some() && self.dtls_closed() {
@@ -551,27 +539,14 @@ impl<'a> Connection<'a> {
     }
 
     async fn flush(&mut self) {
-        while let Some(out) = self.pc.poll_write() {
-            // A failed send is a lost datagram, which ICE, DTLS and NACK absorb.
-            let _ = self
-                .socket
-                .send_to(&out.message, out.transport.peer_addr)
-                .await;
-        }
+        datagram::flush(&mut self.pc, &self.socket).await;
     }
 
     fn dtls_closed(&mut self) -> bool {
-        let Some(sender) = self.tracks.first().map(|t| t.sender) else {
-            return false;
-        };
-        let state = self
-            .pc
-            .rtp_sender(sender)
-            .and_then(|sender| sender.transport().map(|t| t.state()));
-        matches!(
-            state,
-            Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
-        )
+        match self.tracks.first() {
+            Some(track) => datagram::sender_dtls_closed(&mut self.pc, track.sender),
+            None => false,
+        }
     }
 
     /// Flushes the ingest and closes the peer connection (DTLS close_notify sent).

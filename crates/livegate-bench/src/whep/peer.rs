@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use livegate_media::Codec;
+use livegate_upstream::datagram;
 use livegate_upstream::offer::codec_parameters;
 use parking_lot::Mutex;
 use rtc::interceptor::Registry;
@@ -42,10 +43,6 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsTransportState, RTCIceCandidate,
-    RTCIceCandidateInit,
-};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
@@ -57,8 +54,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::receive::{PacketView, TrackAccount, TrackKind};
 use super::{VideoPacketTap, WhepOptions};
 use crate::error::PeerError;
-use crate::lifecycle::Lifecycle;
-use crate::peer_loop;
+use crate::lifecycle::{Lifecycle, GATEWAY_CLOSE_NOTIFY};
 
 /// H.264 profiles offered, each as its own payload type: constrained baseline 3.1, baseline
 /// 3.1, high 3.1 (RFC 6184 §8.1 `profile-level-id`), what browsers offer first. Otherwise
@@ -162,20 +158,7 @@ impl Peer {
             .with_interceptor_registry(registry)
             .build(Instant::now())?;
 
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local_addr.ip().to_string(),
-                port: local_addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
-        // The empty candidate ends gathering: the offer is complete (no trickle).
-        pc.add_local_candidate(RTCIceCandidateInit::default())?;
+        datagram::add_host_candidate(&mut pc, local_addr)?;
         Ok(Peer {
             pc,
             socket,
@@ -361,7 +344,7 @@ impl Driver {
     fn on_datagram(&mut self, from: SocketAddr) {
         self.received_at = Instant::now();
         let message = self.recv_buf.split();
-        let dtls = peer_loop::deliver(
+        let dtls = datagram::deliver(
             &mut self.pc,
             self.local_addr,
             from,
@@ -371,7 +354,7 @@ impl Driver {
         // Before the next datagram (see the module docs).
         self.pump();
         if dtls && self.dtls_closed() {
-            self.observed.lifecycle.end(peer_loop::GATEWAY_CLOSE_NOTIFY);
+            self.observed.lifecycle.end(GATEWAY_CLOSE_NOTIFY);
         }
     }
 
@@ -385,7 +368,7 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        peer_loop::flush(&mut self.pc, &self.socket).await;
+        datagram::flush(&mut self.pc, &self.socket).await;
     }
 
     fn on_event(&mut self, event: RTCPeerConnectionEvent) {
@@ -478,9 +461,6 @@ impl Driver {
                 .and_then(|receiver| receiver.transport().map(|t| t.state())),
             None => self.pc.sctp().map(|sctp| sctp.transport().state()),
         };
-        matches!(
-            state,
-            Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
-        )
+        datagram::dtls_closed(state)
     }
 }

@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use livegate_media::time::{RtpClock, Ticks90k};
 use livegate_media::Codec;
+use livegate_upstream::datagram;
 use livegate_upstream::offer::{OfferSpec, OfferingPeer};
 use parking_lot::Mutex;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::RTCDtlsTransportState;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -51,8 +51,7 @@ use super::pacer::{duration_of_90k, ticks_90k_of, Pacer};
 use super::payload::ObsH264Payloads;
 use super::{MediaFile, OfferShape, SentVideoTap, WhipOptions};
 use crate::error::PeerError;
-use crate::lifecycle::Lifecycle;
-use crate::peer_loop;
+use crate::lifecycle::{Lifecycle, GATEWAY_CLOSE_NOTIFY};
 
 /// `profile-level-id` offered when the file's SPS cannot be read: constrained baseline 3.1.
 const DEFAULT_PROFILE_LEVEL_ID: &str = "42e01f";
@@ -452,11 +451,11 @@ impl Driver {
 
     fn on_datagram(&mut self, from: SocketAddr) {
         let message = self.recv_buf.split();
-        let dtls = peer_loop::deliver(&mut self.pc, self.local_addr, from, message, Instant::now());
+        let dtls = datagram::deliver(&mut self.pc, self.local_addr, from, message, Instant::now());
         // Before the next datagram (see the module docs).
         self.pump();
         if dtls && self.dtls_closed() {
-            self.observed.lifecycle.end(peer_loop::GATEWAY_CLOSE_NOTIFY);
+            self.observed.lifecycle.end(GATEWAY_CLOSE_NOTIFY);
         }
     }
 
@@ -495,20 +494,13 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        peer_loop::flush(&mut self.pc, &self.socket).await;
+        datagram::flush(&mut self.pc, &self.socket).await;
     }
 
     fn dtls_closed(&mut self) -> bool {
-        let Some(sender) = self.tracks.first().map(|t| t.sender) else {
-            return false;
-        };
-        let state = self
-            .pc
-            .rtp_sender(sender)
-            .and_then(|sender| sender.transport().map(|t| t.state()));
-        matches!(
-            state,
-            Some(RTCDtlsTransportState::Closed | RTCDtlsTransportState::Failed)
-        )
+        match self.tracks.first() {
+            Some(track) => datagram::sender_dtls_closed(&mut self.pc, track.sender),
+            None => false,
+        }
     }
 }
