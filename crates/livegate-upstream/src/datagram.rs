@@ -77,12 +77,12 @@ pub async fn flush(pc: &mut RTCPeerConnection, socket: &UdpSocket) {
     }
 }
 
-/// Whether the DTLS transport under `sender` is closed or failed: after [`deliver`] saw DTLS,
-/// how the other side's close_notify shows, since the W3C connection-state rules still count
-/// a closed DTLS transport as connected.
-pub fn sender_dtls_closed(pc: &mut RTCPeerConnection, sender: RTCRtpSenderId) -> bool {
-    let state = pc
-        .rtp_sender(sender)
+/// Whether the DTLS transport under `sender` is closed or failed (without a sender, it is
+/// not): after [`deliver`] saw DTLS, how the other side's close_notify shows, since the W3C
+/// connection-state rules still count a closed DTLS transport as connected.
+pub fn sender_dtls_closed(pc: &mut RTCPeerConnection, sender: Option<RTCRtpSenderId>) -> bool {
+    let state = sender
+        .and_then(|sender| pc.rtp_sender(sender))
         .and_then(|sender| sender.transport().map(|t| t.state()));
     dtls_closed(state)
 }

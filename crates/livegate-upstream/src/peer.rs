@@ -294,7 +294,9 @@ impl<'a> Connection<'a> {
         let dtls = datagram::deliver(&mut self.pc, self.local_addr, from, message, Instant::now());
         // Before the next datagram: this installs the SRTP keys the moment DTLS completes.
         self.pump();
-        if dtls && self.connected_at.is_some() && self.dtls_closed() {
+        let sender = self.tracks.first().map(|t| t.sender);
+        if dtls && self.connected_at.is_some() && datagram::sender_dtls_closed(&mut self.pc, sender)
+        {
             // The W3C connection-state rules count a closed DTLS transport as connected,
             // so the upstream's close_notify (its DELETE handler, a restart) shows only here.
             let end = self.failed(UpstreamError::Ended(
@@ -540,13 +542,6 @@ impl<'a> Connection<'a> {
 
     async fn flush(&mut self) {
         datagram::flush(&mut self.pc, &self.socket).await;
-    }
-
-    fn dtls_closed(&mut self) -> bool {
-        match self.tracks.first() {
-            Some(track) => datagram::sender_dtls_closed(&mut self.pc, track.sender),
-            None => false,
-        }
     }
 
     /// Flushes the ingest and closes the peer connection (DTLS close_notify sent).

@@ -454,7 +454,8 @@ impl Driver {
         let dtls = datagram::deliver(&mut self.pc, self.local_addr, from, message, Instant::now());
         // Before the next datagram (see the module docs).
         self.pump();
-        if dtls && self.dtls_closed() {
+        let sender = self.tracks.first().map(|t| t.sender);
+        if dtls && datagram::sender_dtls_closed(&mut self.pc, sender) {
             self.observed.lifecycle.end(GATEWAY_CLOSE_NOTIFY);
         }
     }
@@ -495,12 +496,5 @@ impl Driver {
 
     async fn flush(&mut self) {
         datagram::flush(&mut self.pc, &self.socket).await;
-    }
-
-    fn dtls_closed(&mut self) -> bool {
-        match self.tracks.first() {
-            Some(track) => datagram::sender_dtls_closed(&mut self.pc, track.sender),
-            None => false,
-        }
     }
 }
