@@ -12,6 +12,7 @@
 //! - [`opus`]: Opus packet durations and the control header that frames Opus in MPEG-TS.
 //! - [`ring`]: the closable, many-reader ring that holds a stream's input or output.
 //! - [`registry`]: streams by [`StreamKey`], and waiting for a stream's output.
+//! - `testing` (feature `testing`, for other crates' tests): fixtures and H.264 test data.
 
 pub mod access_unit;
 pub mod h264;
@@ -19,6 +20,8 @@ pub mod opus;
 pub mod registry;
 pub mod ring;
 pub mod stream_key;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod ts;
 

@@ -254,8 +254,7 @@ fn write_stap_a(nals: &[Bytes], buffer: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use livegate_media::ts::demux::{DemuxEvent, Demuxer};
-    use livegate_media::Codec;
+    use livegate_media::testing::{annexb, fixture_video, nal};
     use proptest::prelude::*;
     use rtc::rtp::codec::h264::H264Packet;
     use rtc::rtp::packetizer::Depacketizer;
@@ -341,30 +340,11 @@ mod tests {
         nal_units(&annexb).map(<[u8]>::to_vec).collect()
     }
 
-    fn annexb(nals: &[Vec<u8>]) -> Bytes {
-        let mut out = Vec::new();
-        for nal in nals {
-            out.extend_from_slice(&[0, 0, 0, 1]);
-            out.extend_from_slice(nal);
-        }
-        Bytes::from(out)
-    }
-
     fn carried(nals: &[Vec<u8>]) -> Vec<Vec<u8>> {
         nals.iter()
             .filter(|nal| is_carried(nal[0] & TYPE_MASK))
             .cloned()
             .collect()
-    }
-
-    /// A NAL unit of type `t` whose body has no start code in it and no trailing zero, as
-    /// an encoder's emulation prevention guarantees (ITU-T H.264 §7.4.1).
-    fn nal(t: impl Strategy<Value = u8>, len: Range<usize>) -> impl Strategy<Value = Vec<u8>> {
-        (t, 0u8..4, proptest::collection::vec(1u8..=255, len)).prop_map(|(t, nri, body)| {
-            let mut nal = vec![nri << 5 | t];
-            nal.extend(body);
-            nal
-        })
     }
 
     fn any_nal_type() -> impl Strategy<Value = u8> {
@@ -378,21 +358,6 @@ mod tests {
             Just(12),
             0u8..32
         ]
-    }
-
-    fn fixture_video(name: &str) -> Vec<Bytes> {
-        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        let ts = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (mut demuxer, mut events) = (Demuxer::new(), Vec::new());
-        demuxer.push(&ts, &mut events);
-        demuxer.finish(&mut events);
-        events
-            .into_iter()
-            .filter_map(|e| match e {
-                DemuxEvent::AccessUnit(au) if au.codec == Codec::H264 => Some(au.data),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

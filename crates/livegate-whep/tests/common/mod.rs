@@ -26,10 +26,7 @@ pub const CHUNK_BYTES: usize = 7 * 188;
 /// Only a safety net against a hang; no test waits for it to pass.
 pub const SAFETY_NET: Duration = Duration::from_secs(20);
 
-pub fn fixture(name: &str) -> Bytes {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
-}
+pub use livegate_media::testing::fixture;
 
 /// What the media crate's demuxer makes of a whole stream.
 pub fn demux(ts: &[u8]) -> (Vec<Track>, Vec<AccessUnit>) {

@@ -422,8 +422,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use livegate_media::h264::nal_units;
-    use livegate_media::ts::demux::{DemuxEvent, Demuxer};
-    use livegate_media::Codec;
+    use livegate_media::testing::{annexb, fixture_video, nal};
     use livegate_whep::packetize::H264Packetizer;
     use proptest::prelude::*;
     use rtc::rtp::codec::h264::H264Payloader;
@@ -597,21 +596,6 @@ mod tests {
         assert_eq!(d.stats().oversized_access_units, 2);
     }
 
-    fn fixture_video(name: &str) -> Vec<Bytes> {
-        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        let ts = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (mut demuxer, mut events) = (Demuxer::new(), Vec::new());
-        demuxer.push(&ts, &mut events);
-        demuxer.finish(&mut events);
-        events
-            .into_iter()
-            .filter_map(|e| match e {
-                DemuxEvent::AccessUnit(au) if au.codec == Codec::H264 => Some(au.data),
-                _ => None,
-            })
-            .collect()
-    }
-
     fn carried(au: &[u8]) -> Vec<Vec<u8>> {
         nal_units(au)
             .filter(|nal| !matches!(nal[0] & TYPE_MASK, ACCESS_UNIT_DELIMITER | FILLER_DATA))
@@ -665,18 +649,6 @@ mod tests {
         }
     }
 
-    /// A NAL unit of type `t` with a body free of zero bytes, so no start code can hide in it.
-    fn nal(
-        t: impl Strategy<Value = u8>,
-        len: std::ops::Range<usize>,
-    ) -> impl Strategy<Value = Vec<u8>> {
-        (t, 0u8..4, proptest::collection::vec(1u8..=255, len)).prop_map(|(t, nri, body)| {
-            let mut nal = vec![nri << 5 | t];
-            nal.extend(body);
-            nal
-        })
-    }
-
     fn nal_type() -> impl Strategy<Value = u8> {
         prop_oneof![
             Just(1u8),
@@ -688,15 +660,6 @@ mod tests {
             Just(12),
             1u8..24
         ]
-    }
-
-    fn annexb(nals: &[Vec<u8>]) -> Bytes {
-        let mut out = Vec::new();
-        for nal in nals {
-            out.extend_from_slice(&[0, 0, 0, 1]);
-            out.extend_from_slice(nal);
-        }
-        Bytes::from(out)
     }
 
     /// Packetizes `aus` (timestamps `base + 3000 i`, sequence numbers from `seq0`), lets

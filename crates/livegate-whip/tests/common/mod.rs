@@ -5,17 +5,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use livegate_media::h264::{nal_type, nal_units, NalType};
 use livegate_media::time::PtsUnwrapper;
 use livegate_media::ts::demux::{DemuxEvent, Demuxer};
 use livegate_media::{AccessUnit, Codec};
 use livegate_whep::packetize::H264Packetizer;
 
-pub fn fixture(name: &str) -> Bytes {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
-}
+pub use livegate_media::testing::fixture;
 
 /// The access units of an MPEG-TS stream, in stream order.
 pub fn demux(ts: &[u8]) -> Vec<AccessUnit> {
