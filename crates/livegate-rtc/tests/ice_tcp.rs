@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{Network, TestPeer, DEADLINE};
-use livegate_rtc::{Codec, RtcConfig, RtcServer, RtpFrame, SendSpec, SessionRole};
+use common::{frame, send_video, Network, TestPeer, DEADLINE};
+use livegate_rtc::{RtcConfig, RtcServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,21 +15,6 @@ async fn server(ice_tcp: bool) -> RtcServer {
     config.ice_tcp = ice_tcp;
     config.shards = 2;
     RtcServer::bind(config).await.unwrap()
-}
-
-fn send_video() -> SessionRole {
-    SessionRole::Send(SendSpec {
-        stream_id: "test".into(),
-        tracks: vec![Codec::H264],
-        h264_profile_level_id: Some("42e01f".into()),
-    })
-}
-
-fn frame(timestamp: u32) -> RtpFrame {
-    RtpFrame {
-        timestamp,
-        payloads: Arc::from(vec![Bytes::from_static(&[0x65, 0x88, 0x80, 0x40, 0x00])]),
-    }
 }
 
 /// The candidate lines of an SDP, split into fields.

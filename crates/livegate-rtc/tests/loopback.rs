@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestPeer, DEADLINE};
+use common::{frame, send_video, TestPeer, DEADLINE};
 use livegate_rtc::{
-    CloseReason, Codec, PatchError, PatchOutcome, RtcConfig, RtcServer, RtpFrame, SendSpec,
-    SessionEvent, SessionRole, SessionState,
+    CloseReason, Codec, PatchError, PatchOutcome, RtcConfig, RtcServer, SessionEvent, SessionRole,
+    SessionState,
 };
 
 async fn server() -> RtcServer {
@@ -19,22 +18,6 @@ async fn server() -> RtcServer {
     config.failed_timeout = Duration::from_secs(1);
     config.keepalive_interval = Duration::from_millis(500);
     RtcServer::bind(config).await.unwrap()
-}
-
-fn send_video() -> SessionRole {
-    SessionRole::Send(SendSpec {
-        stream_id: "test".into(),
-        tracks: vec![Codec::H264],
-        h264_profile_level_id: Some("42e01f".into()),
-    })
-}
-
-/// A fake frame: one FU-A-sized payload is enough for the transport.
-fn frame(timestamp: u32) -> RtpFrame {
-    RtpFrame {
-        timestamp,
-        payloads: Arc::from(vec![Bytes::from_static(&[0x65, 0x88, 0x80, 0x40, 0x00])]),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,32 +4,15 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use bytes::Bytes;
-use common::{Network, TestPeer, DEADLINE};
-use livegate_rtc::{Codec, RtcConfig, RtcServer, RtpFrame, SendSpec, SessionRole};
+use common::{frame, send_video, Network, TestPeer, DEADLINE};
+use livegate_rtc::{RtcConfig, RtcServer};
 
 async fn server(ice_tcp: bool) -> RtcServer {
     let mut config = RtcConfig::new("0.0.0.0:0".parse().unwrap());
     config.ice_tcp = ice_tcp;
     config.shards = 2;
     RtcServer::bind(config).await.unwrap()
-}
-
-fn send_video() -> SessionRole {
-    SessionRole::Send(SendSpec {
-        stream_id: "test".into(),
-        tracks: vec![Codec::H264],
-        h264_profile_level_id: Some("42e01f".into()),
-    })
-}
-
-fn frame(timestamp: u32) -> RtpFrame {
-    RtpFrame {
-        timestamp,
-        payloads: Arc::from(vec![Bytes::from_static(&[0x65, 0x88, 0x80, 0x40, 0x00])]),
-    }
 }
 
 /// (protocol, address) of each component-1 candidate of an SDP.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use livegate_rtc::{Codec, RtpFrame, SendSpec, SessionRole};
 use rtc::ice::network_type::NetworkType;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -28,6 +29,23 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The server's side of a viewer's session: H.264 (Constrained Baseline 3.1) only.
+pub fn send_video() -> SessionRole {
+    SessionRole::Send(SendSpec {
+        stream_id: "test".into(),
+        tracks: vec![Codec::H264],
+        h264_profile_level_id: Some("42e01f".into()),
+    })
+}
+
+/// A fake frame: one small IDR slice payload is enough for the transport.
+pub fn frame(timestamp: u32) -> RtpFrame {
+    RtpFrame {
+        timestamp,
+        payloads: Arc::from(vec![Bytes::from_static(&[0x65, 0x88, 0x80, 0x40, 0x00])]),
+    }
+}
 
 /// How a test peer reaches the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
