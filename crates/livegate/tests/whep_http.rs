@@ -2,80 +2,19 @@
 //! output and how it ends, and the viewer limit. The gateway runs in-process on 127.0.0.1;
 //! requests are real HTTP over loopback.
 
+mod whip_common;
+
 use std::time::Duration;
 
-use clap::Parser;
-use livegate::config::Config;
-use livegate::Gateway;
 use livegate_media::StreamKey;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use whip_common::{gateway, post, status_and_reason, wait_for_metric, DEADLINE};
 
 /// A recvonly offer as a player sends it: audio then video, one H.264 profile.
 const OFFER: &str = "v=0\r\no=- 1 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\na=setup:actpass\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\na=setup:actpass\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n";
-
-async fn gateway(extra: &[&str]) -> (Gateway, String) {
-    let mut args = vec![
-        "livegate",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--whip-addr",
-        "127.0.0.1:0",
-        "--whep-addr",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let config = Config::try_parse_from(args).unwrap();
-    let gateway = Gateway::start(&config).await.unwrap();
-    let base = format!("http://{}", gateway.http_addr());
-    (gateway, base)
-}
-
-async fn post(
-    url: impl reqwest::IntoUrl,
-    content_type: &'static str,
-    body: impl Into<reqwest::Body>,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn status_and_reason(response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap().trim_end().to_owned())
-}
-
-/// Reads a gauge of `/metrics` until it has `value` (the metric is what an operator watches,
-/// so it is what the test waits on), for at most five seconds.
-async fn wait_for_metric(base: &str, name: &str, value: i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let current = text
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i64>().ok());
-        if current == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed {current:?}, expected {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn refusals_have_a_status_and_a_one_line_reason() {
@@ -204,7 +143,7 @@ async fn the_wait_ends_at_once_when_the_stream_closes() {
         "application/sdp",
         OFFER,
     ));
-    wait_for_metric(&base, "livegate_whep_pending_requests", 1).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 1.0, DEADLINE).await;
     let closed_at = Instant::now();
     stream.close();
     let (status, reason) = status_and_reason(request.await.unwrap()).await;
@@ -228,10 +167,10 @@ async fn a_client_that_goes_away_stops_waiting() {
         OFFER.len()
     );
     socket.write_all(request.as_bytes()).await.unwrap();
-    wait_for_metric(&base, "livegate_whep_pending_requests", 1).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 1.0, DEADLINE).await;
     drop(socket);
     // The 30 s deadline is far away: only noticing the closed connection ends the wait.
-    wait_for_metric(&base, "livegate_whep_pending_requests", 0).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 0.0, DEADLINE).await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
 
@@ -240,7 +179,7 @@ async fn waiting_viewers_count_against_the_stream_limit() {
     let (gateway, base) = gateway(&["--whep-max-sessions", "1"]).await;
     let endpoint = format!("{base}/live/cam/whep");
     let first = tokio::spawn(post(endpoint.clone(), "application/sdp", OFFER));
-    wait_for_metric(&base, "livegate_whep_pending_requests", 1).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 1.0, DEADLINE).await;
     let response = post(&endpoint, "application/sdp", OFFER).await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
@@ -254,7 +193,7 @@ async fn waiting_viewers_count_against_the_stream_limit() {
         "application/sdp",
         OFFER,
     ));
-    wait_for_metric(&base, "livegate_whep_pending_requests", 2).await;
+    wait_for_metric(&base, "livegate_whep_pending_requests", 2.0, DEADLINE).await;
     first.abort();
     other.abort();
     assert!(gateway.shutdown(Duration::from_secs(5)).await);

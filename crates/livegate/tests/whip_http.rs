@@ -12,22 +12,6 @@ use whip_common::*;
 
 const FIXTURE: &str = "h264-baseline-opus.ts";
 
-async fn post(
-    url: &str,
-    content_type: &'static str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap().trim_end().to_owned())
-}
-
 /// The status and reason of a publish the gateway refused.
 async fn refused(url: &str, options: &WhipOptions) -> (u16, String, Option<Duration>) {
     match WhipClient::new().publish(url, options).await {
@@ -48,13 +32,15 @@ async fn requests_that_are_not_a_usable_offer_are_refused_with_a_reason() {
     let (gateway, base) = gateway(&[]).await;
     let endpoint = format!("{base}/live/cam/whip");
 
-    let (status, reason) = post(&endpoint, "application/sdp", "hello").await;
+    let (status, reason) =
+        status_and_reason(post(&endpoint, "application/sdp", "hello").await).await;
     assert_eq!(status, 400, "{reason}");
     assert!(reason.starts_with("malformed SDP"), "{reason}");
-    let (status, reason) = post(&endpoint, "text/plain", "v=0\r\n").await;
+    let (status, reason) = status_and_reason(post(&endpoint, "text/plain", "v=0\r\n").await).await;
     assert_eq!(status, 415, "{reason}");
     assert!(reason.contains("application/sdp"), "{reason}");
-    let (status, reason) = post(&endpoint, "application/sdp", vec![b'v'; 70_000]).await;
+    let (status, reason) =
+        status_and_reason(post(&endpoint, "application/sdp", vec![b'v'; 70_000]).await).await;
     assert_eq!(status, 413, "{reason}");
 
     let audio_only = WhipOptions {

@@ -1,6 +1,6 @@
-//! What the WHIP integration tests share: the gateway in-process on 127.0.0.1, the fixture
-//! as a publisher's media, a WHEP viewer's options, the stream's input read back, and waits
-//! on `/metrics`.
+//! What the WHIP (and the WHEP endpoint's) integration tests share: the gateway in-process
+//! on 127.0.0.1, raw POSTs, the fixture as a publisher's media, a WHEP viewer's options, the
+//! stream's input read back, and waits on `/metrics`.
 
 #![allow(dead_code)]
 
@@ -42,6 +42,27 @@ pub async fn gateway(extra: &[&str]) -> (Gateway, String) {
     let gateway = Gateway::start(&config).await.unwrap();
     let base = format!("http://{}", gateway.http_addr());
     (gateway, base)
+}
+
+/// POSTs `body` as `content_type`, as a client that is no WebRTC peer would.
+pub async fn post(
+    url: impl reqwest::IntoUrl,
+    content_type: &'static str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A response's status and its body's one line (a refusal's reason).
+pub async fn status_and_reason(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap().trim_end().to_owned())
 }
 
 pub async fn media(name: &str) -> Arc<MediaFile> {
