@@ -9,10 +9,11 @@
 // receives no audio samples), so the caller can use it as a test.
 //
 // The page is the gateway's own origin (`/healthz`), so no CORS is involved; the WHEP client
-// is written out here (POST the offer, apply the answer, DELETE at the end) rather than taken
-// from a library, because what it exercises is exactly the protocol.
+// is written out (wish-page.mjs: POST the offer, apply the answer; DELETE at the end here)
+// rather than taken from a library, because what it exercises is exactly the protocol.
 
 import { launchChromium, requireLoopback } from './chromium.mjs';
+import { installWish } from './wish-page.mjs';
 
 function parseArgs(argv) {
   const args = { runs: 1, minFrames: 30, audio: false, screenshot: null, timeoutMs: 20000 };
@@ -37,67 +38,25 @@ function parseArgs(argv) {
 // Runs inside the page: one WHEP session, until `minFrames` frames were decoded.
 async function playOnce({ stream, minFrames, audio, timeoutMs }) {
   const pc = new RTCPeerConnection();
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  pc.addTransceiver('audio', { direction: 'recvonly' });
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  video.playsInline = true;
-  document.body.appendChild(video);
-  const media = new MediaStream();
-  pc.ontrack = (e) => {
-    media.addTrack(e.track);
-    video.srcObject = media;
-  };
-
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
-  // Non-trickle: wait for our host candidates (mDNS is disabled by the launch flags).
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') return resolve();
-    pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') resolve();
-    });
-    setTimeout(resolve, 2000);
-  });
-
-  const postedAt = performance.now();
-  const response = await fetch(`/live/${stream}/whep`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: pc.localDescription.sdp,
-  });
-  const answer = await response.text();
-  if (response.status !== 201) {
+  const video = wish.player(pc);
+  await wish.offer(pc);
+  const posted = await wish.post(pc, `/live/${stream}/whep`, 'POST');
+  if (posted.error) {
     pc.close();
-    return { error: `POST answered ${response.status}: ${answer.trim()}` };
+    return { error: posted.error };
   }
-  const location = response.headers.get('Location');
-  const answeredMs = performance.now() - postedAt;
-  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-
-  const firstFrameMs = await new Promise((resolve) => {
-    video.requestVideoFrameCallback(() => resolve(performance.now() - postedAt));
-    setTimeout(() => resolve(null), timeoutMs);
-  });
-
-  const deadline = performance.now() + timeoutMs;
-  let stats = {};
-  for (;;) {
-    stats = {};
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp') stats[s.kind] = s;
-    });
-    const framesDecoded = stats.video?.framesDecoded ?? 0;
-    const samples = stats.audio?.totalSamplesReceived ?? 0;
-    if ((framesDecoded >= minFrames && (!audio || samples > 0)) || performance.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const location = posted.response.headers.get('Location');
+  const firstFrameMs = await wish.firstFrameMs(video, posted.postedAt, timeoutMs);
+  const stats = await wish.inboundUntil(
+    pc,
+    (s) => (s.video?.framesDecoded ?? 0) >= minFrames && (!audio || (s.audio?.totalSamplesReceived ?? 0) > 0),
+    timeoutMs,
+  );
   const deleted = await fetch(location, { method: 'DELETE' });
   pc.close();
   return {
-    answeredMs: Math.round(answeredMs),
-    firstFrameMs: firstFrameMs === null ? null : Math.round(firstFrameMs),
+    answeredMs: Math.round(posted.answeredMs),
+    firstFrameMs,
     framesDecoded: stats.video?.framesDecoded ?? 0,
     width: stats.video?.frameWidth ?? 0,
     height: stats.video?.frameHeight ?? 0,
@@ -119,6 +78,7 @@ async function main() {
   const firstFrames = [];
   try {
     const page = await browser.newPage();
+    await page.addInitScript(installWish);
     await page.goto(`${args.gateway}/healthz`);
     for (let run = 0; run < args.runs; run++) {
       const result = await page.evaluate(playOnce, args);

@@ -10,6 +10,7 @@
 // Exits non-zero if the publish is refused or the player decodes too little.
 
 import { launchChromium, requireLoopback } from './chromium.mjs';
+import { installWish } from './wish-page.mjs';
 
 function parseArgs(argv) {
   const args = { minFrames: 60, timeoutMs: 20000, simulcast: false, expectGray: false };
@@ -52,23 +53,9 @@ async function publish({ stream, simulcast }) {
       transceiver.setCodecPreferences(h264);
     }
   }
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') return resolve();
-    pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') resolve();
-    });
-    setTimeout(resolve, 2000);
-  });
-  const postedAt = performance.now();
-  const response = await fetch(`/live/${stream}/whip`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: pc.localDescription.sdp,
-  });
-  const answer = await response.text();
-  if (response.status !== 201) return { error: `WHIP POST answered ${response.status}: ${answer.trim()}` };
-  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  await wish.offer(pc);
+  const posted = await wish.post(pc, `/live/${stream}/whip`, 'WHIP POST');
+  if (posted.error) return { error: posted.error };
   await new Promise((resolve) => {
     if (pc.connectionState === 'connected') return resolve();
     pc.addEventListener('connectionstatechange', () => {
@@ -76,9 +63,9 @@ async function publish({ stream, simulcast }) {
     });
   });
   return {
-    answeredMs: Math.round(performance.now() - postedAt),
-    location: response.headers.get('Location'),
-    playbackUrl: response.headers.get('Livepeer-Playback-URL'),
+    answeredMs: Math.round(performance.now() - posted.postedAt),
+    location: posted.response.headers.get('Location'),
+    playbackUrl: posted.response.headers.get('Livepeer-Playback-URL'),
   };
 }
 
@@ -91,49 +78,16 @@ async function unpublish({ location }) {
 // In the playing page: WHEP until enough frames were decoded.
 async function play({ stream, minFrames, timeoutMs }) {
   const pc = new RTCPeerConnection();
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  pc.addTransceiver('audio', { direction: 'recvonly' });
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  document.body.appendChild(video);
-  const media = new MediaStream();
-  pc.ontrack = (e) => {
-    media.addTrack(e.track);
-    video.srcObject = media;
-  };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') return resolve();
-    pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') resolve();
-    });
-    setTimeout(resolve, 2000);
-  });
-  const postedAt = performance.now();
-  const response = await fetch(`/live/${stream}/whep`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: pc.localDescription.sdp,
-  });
-  const answer = await response.text();
-  if (response.status !== 201) return { error: `WHEP POST answered ${response.status}: ${answer.trim()}` };
-  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  const firstFrameMs = await new Promise((resolve) => {
-    video.requestVideoFrameCallback(() => resolve(Math.round(performance.now() - postedAt)));
-    setTimeout(() => resolve(null), timeoutMs);
-  });
-  const deadline = performance.now() + timeoutMs;
-  let stats = {};
-  for (;;) {
-    stats = {};
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp') stats[s.kind] = s;
-    });
-    if (((stats.video?.framesDecoded ?? 0) >= minFrames && (stats.audio?.totalSamplesReceived ?? 0) > 0) ||
-        performance.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const video = wish.player(pc);
+  await wish.offer(pc);
+  const posted = await wish.post(pc, `/live/${stream}/whep`, 'WHEP POST');
+  if (posted.error) return { error: posted.error };
+  const firstFrameMs = await wish.firstFrameMs(video, posted.postedAt, timeoutMs);
+  const stats = await wish.inboundUntil(
+    pc,
+    (s) => (s.video?.framesDecoded ?? 0) >= minFrames && (s.audio?.totalSamplesReceived ?? 0) > 0,
+    timeoutMs,
+  );
   // How far the picture is from gray: the mean of |r-g|+|g-b|+|b-r| over sampled pixels.
   const canvas = document.createElement('canvas');
   canvas.width = video.videoWidth;
@@ -151,8 +105,7 @@ async function play({ stream, minFrames, timeoutMs }) {
     }
     colourfulness = Math.round((sum / n) * 10) / 10;
   }
-  const location = response.headers.get('Location');
-  await fetch(location, { method: 'DELETE' });
+  await fetch(posted.response.headers.get('Location'), { method: 'DELETE' });
   pc.close();
   return {
     colourfulness,
@@ -170,11 +123,13 @@ async function main() {
   let failed = true;
   try {
     const publisher = await browser.newPage();
+    await publisher.addInitScript(installWish);
     await publisher.goto(`${args.gateway}/healthz`);
     const published = await publisher.evaluate(publish, args);
     console.log(JSON.stringify({ published }));
     if (published.error) return;
     const player = await browser.newPage();
+    await player.addInitScript(installWish);
     await player.goto(`${args.gateway}/healthz`);
     const played = await player.evaluate(play, args);
     console.log(JSON.stringify({ played }));
