@@ -9,7 +9,9 @@ use std::time::Duration;
 use livegate_media::StreamKey;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
-use whip_common::{gateway, post, status_and_reason, wait_for_metric, DEADLINE};
+use whip_common::{
+    assert_get_and_options, gateway, post, status_and_reason, wait_for_metric, DEADLINE,
+};
 
 /// A recvonly offer as a player sends it: audio then video, one H.264 profile.
 const OFFER: &str = "v=0\r\no=- 1 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
@@ -113,21 +115,11 @@ async fn refusals_have_a_status_and_a_one_line_reason() {
         "stream cam has no output yet"
     );
 
-    let get = reqwest::get(&endpoint).await.unwrap();
-    assert_eq!(get.status(), 405);
-
-    let options = reqwest::Client::new()
-        .request(reqwest::Method::OPTIONS, &endpoint)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(options.status(), 204);
-    assert_eq!(options.headers()["accept-post"], "application/sdp");
-    // RFC 9725 §4.4: the ICE servers before the offer is made.
-    assert_eq!(
-        options.headers()["link"],
-        "<stun:stun.example.org:3478>; rel=\"ice-server\""
-    );
+    assert_get_and_options(
+        &endpoint,
+        "<stun:stun.example.org:3478>; rel=\"ice-server\"",
+    )
+    .await;
     assert!(gateway.shutdown(Duration::from_secs(5)).await);
 }
 

@@ -65,6 +65,21 @@ pub async fn status_and_reason(response: reqwest::Response) -> (u16, String) {
     (status, response.text().await.unwrap().trim_end().to_owned())
 }
 
+/// An endpoint's answers besides POST: 405 to GET; 204 to OPTIONS with `Accept-Post` and,
+/// since the ICE servers come before the offer is made (RFC 9725 §4.4), their `Link`.
+pub async fn assert_get_and_options(endpoint: &str, link: &str) {
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(endpoint).send().await.unwrap().status(), 405);
+    let options = client
+        .request(reqwest::Method::OPTIONS, endpoint)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status(), 204);
+    assert_eq!(options.headers()["accept-post"], "application/sdp");
+    assert_eq!(options.headers()["link"], link);
+}
+
 pub async fn media(name: &str) -> Arc<MediaFile> {
     MediaFile::load(fixture(name)).await.unwrap()
 }
