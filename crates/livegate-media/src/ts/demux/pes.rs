@@ -79,11 +79,22 @@ impl PesAssembler {
             return;
         };
         if packet.payload_unit_start_indicator() {
-            // An unbounded PES ends where the next one starts.
+            // An unbounded PES ends where the next one starts, if not before.
             self.complete(events, stats);
             self.start(payload, events, stats);
         } else {
             self.append(payload, events, stats);
+        }
+        // An unbounded PES whose data ran out in this packet ends here: waiting for the next
+        // PES instead would hold every video frame of an ffmpeg worker (which writes
+        // PES_packet_length 0 for video) for one frame interval.
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.expected_bytes.is_none())
+            && has_stuffing(packet)
+        {
+            self.complete(events, stats);
         }
     }
 
@@ -234,6 +245,45 @@ impl PesAssembler {
             pts = pts.wrapping_add(opus::samples_48k_to_90k(duration_48k));
         }
     }
+}
+
+/// Whether `packet` pads its payload with adaptation-field stuffing. §2.4.3.5 allows that in a
+/// packet carrying PES data only where the PES has too little data left to fill the packet, so
+/// the packet is the last of its PES. A PES that exactly fills its last packet has no
+/// stuffing; it ends where the next one starts.
+fn has_stuffing(packet: &Packet<'_>) -> bool {
+    let buf = packet.buffer();
+    if buf[3] & 0x20 == 0 {
+        return false;
+    }
+    let length = usize::from(buf[4]);
+    if length == 0 {
+        // The one-byte stuffing case: an adaptation field that is only its length byte.
+        return true;
+    }
+    let flags = buf[5];
+    // The flags byte, then the optional fields the flags announce (§2.4.3.4).
+    let mut used = 1;
+    if flags & 0x10 != 0 {
+        used += 6; // PCR
+    }
+    if flags & 0x08 != 0 {
+        used += 6; // OPCR
+    }
+    if flags & 0x04 != 0 {
+        used += 1; // splice_countdown
+    }
+    for flag in [0x02, 0x01] {
+        // transport_private_data and the adaptation field extension: each a length byte and
+        // that many bytes.
+        if flags & flag != 0 {
+            let Some(&field_length) = buf.get(5 + used) else {
+                return false;
+            };
+            used += 1 + usize::from(field_length);
+        }
+    }
+    length > used
 }
 
 /// Parses the PES header at the start of `payload`; returns the PES to assemble and the part of
@@ -431,13 +481,17 @@ mod tests {
         assert_eq!((stats.pes_without_pts, stats.dropped_pes), (1, 1));
     }
 
-    #[test]
-    fn video_pes_is_unbounded_carries_dts_and_flags_idr() {
-        let mut assembler = PesAssembler::new(&Track {
+    fn video_assembler() -> PesAssembler {
+        PesAssembler::new(&Track {
             pid: PID,
             codec: Codec::H264,
             channels: None,
-        });
+        })
+    }
+
+    #[test]
+    fn unbounded_video_pes_ends_at_its_stuffed_last_packet_with_dts_and_idr_flag() {
+        let mut assembler = video_assembler();
         let idr = [0, 0, 0, 1, 0x65, 0x88, 0x84];
         let non_idr = [0, 0, 0, 1, 0x41, 0x9A, 0x02];
         let mut cc = 0;
@@ -447,27 +501,72 @@ mod tests {
         let mut second = pes_header(6_000, Some(6_000), 0);
         second.extend_from_slice(&non_idr);
         let mut stats = DemuxStats::default();
-        let mut stream = packets(&first, &mut cc);
-        stream.extend(packets(&second, &mut cc));
-        let mut units = feed(&mut assembler, &stream, &mut stats);
-        // The first PES ends when the second starts; the second waits for the end of input.
+        let first_packets = packets(&first, &mut cc);
+        // Complete with its own last packet (stuffed), before any next PES starts.
+        let units = feed(&mut assembler, &first_packets, &mut stats);
         assert_eq!(units.len(), 1);
-        let mut events = Vec::new();
-        assembler.flush(&mut events, &mut stats);
-        let DemuxEvent::AccessUnit(last) = events.remove(0) else {
-            panic!("flush delivers the last PES");
-        };
-        units.push(last);
         assert_eq!(units[0].data.len(), idr.len() + 400);
         assert_eq!(
             (units[0].pts, units[0].dts),
             (Pts90k::new(3_000), Some(Pts90k::new(0)))
         );
         assert!(units[0].keyframe);
+        let units = feed(&mut assembler, &packets(&second, &mut cc), &mut stats);
         // DTS equal to PTS is not reported.
-        assert_eq!((units[1].pts, units[1].dts), (Pts90k::new(6_000), None));
-        assert!(!units[1].keyframe);
-        assert_eq!(&units[1].data[..], &non_idr);
+        assert_eq!((units[0].pts, units[0].dts), (Pts90k::new(6_000), None));
+        assert!(!units[0].keyframe);
+        assert_eq!(&units[0].data[..], &non_idr);
+        assert_eq!(stats.dropped_pes, 0);
+    }
+
+    #[test]
+    fn unbounded_video_pes_that_fills_its_packets_ends_where_the_next_starts() {
+        let mut assembler = video_assembler();
+        let mut cc = 0;
+        let mut first = pes_header(3_000, None, 0);
+        first.resize(2 * 184, 0xAB); // no room left over, so no stuffing
+        let mut stats = DemuxStats::default();
+        assert!(feed(&mut assembler, &packets(&first, &mut cc), &mut stats).is_empty());
+        let mut second = pes_header(6_000, None, 0);
+        second.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9A]);
+        let units = feed(&mut assembler, &packets(&second, &mut cc), &mut stats);
+        let pts: Vec<u64> = units.iter().map(|u| u.pts.ticks()).collect();
+        assert_eq!(pts, [3_000, 6_000]);
+        assert_eq!(units[0].data.len(), 2 * 184 - 14);
+    }
+
+    #[test]
+    fn an_adaptation_field_without_stuffing_does_not_end_a_pes() {
+        let mut assembler = video_assembler();
+        let mut cc = 0;
+        let mut pes = pes_header(3_000, None, 0);
+        pes.resize(3 * 184 - 8, 0xAB);
+        let mut stream = packets(&pes, &mut cc);
+        // A PCR in the middle packet takes 8 bytes of its payload room: an adaptation field,
+        // but no stuffing. Rebuild that packet as a muxer writing a PCR there would.
+        let middle = &mut stream[1];
+        let payload = middle[4..4 + 176].to_vec();
+        middle[3] = 0x30 | (middle[3] & 0x0F);
+        middle[4] = 7;
+        middle[5] = 0x10;
+        middle[6..12].fill(0);
+        middle[12..].copy_from_slice(&payload);
+        // The 8 bytes the PCR displaced fill the last packet, whose stuffing goes.
+        let mut tail = pes[184 + 176..184 + 184].to_vec();
+        tail.extend_from_slice(&stream[2][4 + 8..]);
+        stream[2][3] = 0x10 | (stream[2][3] & 0x0F);
+        stream[2][4..].copy_from_slice(&tail);
+        let mut stats = DemuxStats::default();
+        assert!(
+            feed(&mut assembler, &stream, &mut stats).is_empty(),
+            "neither the PCR packet nor the full last packet ends the PES"
+        );
+        let mut events = Vec::new();
+        assembler.flush(&mut events, &mut stats);
+        let [DemuxEvent::AccessUnit(unit)] = &events[..] else {
+            panic!("one access unit: {events:?}");
+        };
+        assert_eq!(unit.data.len(), pes.len() - 14);
     }
 
     #[test]
