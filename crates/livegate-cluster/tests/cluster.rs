@@ -395,7 +395,9 @@ async fn a_publisher_moving_onto_an_edge_continues_the_stream_its_viewers_watch(
 
     // The publisher comes to B: B's claim hands over the stream B's viewer is watching.
     let mut claim_b = b.claim("cam", true).await.unwrap();
-    let continued = claim_b.take_continued().expect("the edge stream is handed over");
+    let continued = claim_b
+        .take_continued()
+        .expect("the edge stream is handed over");
     assert!(Arc::ptr_eq(&continued, &edge));
     assert!(!edge.is_closed(), "the viewer's stream goes on");
     assert!(Arc::ptr_eq(&b.registry.get(&key("cam")).unwrap(), &edge));
