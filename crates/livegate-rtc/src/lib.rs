@@ -42,8 +42,10 @@ mod interceptor;
 mod offer;
 mod peer;
 mod reception;
+mod retransmit;
 mod router;
 mod sdpfrag;
+mod sender_report;
 mod server;
 mod session_limit;
 mod shard;
@@ -260,7 +262,8 @@ pub struct SessionStats {
     pub rtt_s: f64,
     pub nacks_sent: u64,
     pub plis_sent: u64,
-    /// NACKs (RFC 4585 §6.2.1) received from the peer; rtc retransmits what they ask for.
+    /// NACKs (RFC 4585 §6.2.1) received from the peer; the packets they ask for are sent
+    /// again while the track still keeps them.
     pub nacks_received: u64,
     /// Video frames per second, sent (frames written) or received (RTP marker bits, RFC 6184
     /// §5.1), over the interval since the previous call (at least

@@ -7,12 +7,9 @@
 //! called), so a sending session reads the reports itself. Not here: RTCP we receive about
 //! media we receive (rtc's inbound-stream stats cover that).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rtc::rtcp::reception_report::ReceptionReport;
-
-/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 
 /// The latest report about one of our streams.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -69,15 +66,10 @@ fn rtt_s(now_ntp_mid32: u32, last_sender_report: u32, delay: u32) -> Option<f64>
     (rtt < 1 << 31).then(|| f64::from(rtt) / 65_536.0)
 }
 
-/// The middle 32 bits of the current NTP time, on the wall clock the sender-report
-/// interceptor stamps our SRs with (`SystemInstant`).
+/// The middle 32 bits of the current NTP time, on the wall clock our sender reports are
+/// stamped with ([`crate::sender_report`]).
 pub(crate) fn now_ntp_mid32() -> u32 {
-    let since_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds = since_unix.as_secs() + NTP_UNIX_OFFSET_S;
-    let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
-    (((seconds & 0xFFFF) << 16) | (fraction >> 16)) as u32
+    (crate::sender_report::ntp_time(SystemTime::now()) >> 16) as u32
 }
 
 #[cfg(test)]

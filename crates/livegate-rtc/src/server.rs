@@ -74,6 +74,7 @@ pub(crate) struct MediaCounters {
     pub(crate) video_frames_sent: AtomicU64,
     pub(crate) video_frames_received: AtomicU64,
     pub(crate) nacks_received: AtomicU64,
+    pub(crate) rtp_packets_retransmitted: AtomicU64,
     pub(crate) plis_received: AtomicU64,
     pub(crate) firs_received: AtomicU64,
     pub(crate) nacks_sent: AtomicU64,
@@ -144,6 +145,9 @@ pub struct ServerStats {
     pub video_frames_received: u64,
     /// Generic NACKs (RFC 4585 §6.2.1) received from peers, in RTCP feedback messages.
     pub nacks_received: u64,
+    /// RTP packets sent again because a peer's NACK asked for them (also in
+    /// `rtp_packets_sent`).
+    pub rtp_packets_retransmitted: u64,
     /// Picture loss indications (RFC 4585 §6.3.1) received from peers.
     pub plis_received: u64,
     /// Full intra requests (RFC 5104 §4.3.1) received from peers.
@@ -396,6 +400,7 @@ impl RtcServer {
             video_frames_sent: media(|m| &m.video_frames_sent),
             video_frames_received: media(|m| &m.video_frames_received),
             nacks_received: media(|m| &m.nacks_received),
+            rtp_packets_retransmitted: media(|m| &m.rtp_packets_retransmitted),
             plis_received: media(|m| &m.plis_received),
             firs_received: media(|m| &m.firs_received),
             nacks_sent: media(|m| &m.nacks_sent),

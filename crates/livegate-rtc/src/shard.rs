@@ -37,8 +37,10 @@ use crate::ice_tcp::TcpLinks;
 use crate::offer::Offer;
 use crate::peer::{self, OutTrack};
 use crate::reception::{self, RemoteReception};
+use crate::retransmit::SentPacket;
 use crate::router::{PeerAddr, Router};
 use crate::sdpfrag::{self, SdpFrag};
+use crate::sender_report;
 use crate::server::{ice_ufrag, new_etag, Command, Counters, MediaCounters, SessionHandle};
 use crate::session_limit::SessionPermit;
 use crate::udp::UdpPort;
@@ -57,6 +59,8 @@ struct Session {
     state: watch::Sender<SessionState>,
     events: mpsc::Sender<SessionEvent>,
     deadline: Option<Instant>,
+    /// When the tracks we send report next ([`sender_report`]); from the first frame sent.
+    next_report: Option<Instant>,
     connected: bool,
     closing: Option<CloseReason>,
     /// Remote tracks: receiver and SSRC, and which SSRC carries video.
@@ -386,6 +390,10 @@ impl Shard {
                 if let Err(e) = session.pc.handle_timeout(now) {
                     tracing::debug!(session = %id, error = %e, "timeout handling failed");
                 }
+                if session.next_report.is_some_and(|at| at <= now) {
+                    send_reports(session, now);
+                    session.next_report = Some(now + sender_report::REPORT_INTERVAL);
+                }
             }
             self.pump(id);
         }
@@ -517,6 +525,7 @@ impl Shard {
                 state,
                 events,
                 deadline: None,
+                next_report: None,
                 connected: false,
                 closing: None,
                 receivers: Vec::new(),
@@ -649,37 +658,53 @@ impl Shard {
         };
         let (sender, payload_type, ssrc, codec) =
             (out.sender, out.payload_type, out.ssrc, out.codec);
-        let mut sequence = out.next_sequence;
+        let first_sequence = out.next_sequence;
         let now = Instant::now();
         let last = frame.payloads.len().saturating_sub(1);
+        let mut written = 0;
         if let Some(mut rtp_sender) = session.pc.rtp_sender(sender) {
             for (i, payload) in frame.payloads.iter().enumerate() {
-                let packet = rtc::rtp::Packet {
-                    header: rtc::rtp::Header {
-                        version: 2,
-                        marker: i == last,
-                        payload_type,
-                        sequence_number: sequence,
-                        timestamp: frame.timestamp,
-                        ssrc,
-                        ..Default::default()
-                    },
-                    payload: payload.clone(),
-                };
-                sequence = sequence.wrapping_add(1);
+                let packet = rtp_packet(
+                    payload_type,
+                    ssrc,
+                    first_sequence.wrapping_add(i as u16),
+                    frame.timestamp,
+                    i == last,
+                    payload.clone(),
+                );
                 if let Err(e) = rtp_sender.write_rtp(now, packet) {
                     tracing::debug!(session = %id, error = %e, "RTP write failed");
                     break;
                 }
+                written += 1;
             }
         }
+        if written == 0 {
+            return;
+        }
+        let sent = &frame.payloads[..written];
         if let Some(out) = session.out_tracks.get_mut(track) {
-            if codec == Codec::H264 && sequence != out.next_sequence {
-                session.video_frames += 1;
-                MediaCounters::add(&self.media.video_frames_sent, 1);
+            out.next_sequence = first_sequence.wrapping_add(written as u16);
+            if let Some(history) = out.sent.as_mut() {
+                for (i, payload) in sent.iter().enumerate() {
+                    history.push(SentPacket {
+                        sequence: first_sequence.wrapping_add(i as u16),
+                        timestamp: frame.timestamp,
+                        marker: i == last,
+                        payload: payload.clone(),
+                    });
+                }
             }
-            out.next_sequence = sequence;
+            let octets = sent.iter().map(|p| p.len() as u32).sum();
+            out.clock.sent(frame.timestamp, now, written as u32, octets);
         }
+        if codec == Codec::H264 {
+            session.video_frames += 1;
+            MediaCounters::add(&self.media.video_frames_sent, 1);
+        }
+        session
+            .next_report
+            .get_or_insert(now + sender_report::REPORT_INTERVAL);
     }
 
     fn request_keyframe(&mut self, id: SessionId) {
@@ -734,7 +759,10 @@ impl Shard {
             self.remove(id, reason);
             return;
         }
-        let next = session.pc.poll_timeout();
+        let next = match (session.pc.poll_timeout(), session.next_report) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if next != session.deadline {
             if let Some(old) = session.deadline.take() {
                 self.timers.remove(&(old, id));
@@ -908,10 +936,11 @@ fn handle_message(
                     }
                     continue;
                 }
-                if any.downcast_ref::<TransportLayerNack>().is_some() {
-                    // rtc's NACK responder has already retransmitted what it asks for.
+                if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                     session.nacks_received += 1;
                     MediaCounters::add(&media.nacks_received, 1);
+                    let resent = retransmit(session, nack);
+                    MediaCounters::add(&media.rtp_packets_retransmitted, resent);
                     continue;
                 }
                 let media_ssrc = if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
@@ -952,6 +981,81 @@ fn handle_message(
             );
         }
         _ => {}
+    }
+}
+
+/// Most packets one NACK message gets sent again: a viewer cannot make us send more than
+/// this per NACK it sends, whatever it asks for.
+const MAX_RETRANSMITTED_PER_NACK: usize = 64;
+
+/// An RTP packet of ours, as first sent or sent again.
+fn rtp_packet(
+    payload_type: u8,
+    ssrc: u32,
+    sequence_number: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+) -> rtc::rtp::Packet {
+    rtc::rtp::Packet {
+        header: rtc::rtp::Header {
+            version: 2,
+            marker,
+            payload_type,
+            sequence_number,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload,
+    }
+}
+
+/// Sends again, unchanged (same SSRC and sequence number: no RTX is negotiated), the packets
+/// `nack` asks for that the track still keeps. Returns how many.
+fn retransmit(session: &mut Session, nack: &TransportLayerNack) -> u64 {
+    let Session { pc, out_tracks, .. } = session;
+    let Some(track) = out_tracks.iter().find(|t| t.ssrc == nack.media_ssrc) else {
+        return 0;
+    };
+    let (Some(history), Some(mut rtp_sender)) = (&track.sent, pc.rtp_sender(track.sender)) else {
+        return 0;
+    };
+    let now = Instant::now();
+    let wanted = nack.nacks.iter().flat_map(|pair| pair.packet_list());
+    let mut resent = 0;
+    for sequence in wanted.take(MAX_RETRANSMITTED_PER_NACK) {
+        let Some(sent) = history.get(sequence) else {
+            continue;
+        };
+        let packet = rtp_packet(
+            track.payload_type,
+            track.ssrc,
+            sent.sequence,
+            sent.timestamp,
+            sent.marker,
+            sent.payload.clone(),
+        );
+        if rtp_sender.write_rtp(now, packet).is_ok() {
+            resent += 1;
+        }
+    }
+    resent
+}
+
+/// One sender report per track that has sent something (RFC 3550 §6.4.1).
+fn send_reports(session: &mut Session, now: Instant) {
+    let wall = std::time::SystemTime::now();
+    let Session { pc, out_tracks, .. } = session;
+    for track in out_tracks.iter() {
+        let Some(report) = track.clock.report(track.ssrc, now, wall) else {
+            continue;
+        };
+        if let Some(mut rtp_sender) = pc.rtp_sender(track.sender) {
+            if let Err(e) = rtp_sender.write_rtcp(now, vec![Box::new(report)]) {
+                tracing::debug!(error = %e, "sender report write failed");
+            }
+        }
     }
 }
 

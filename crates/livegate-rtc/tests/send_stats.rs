@@ -65,6 +65,11 @@ async fn a_viewers_reports_fill_the_sending_sessions_stats() {
         (stats.packets_lost..=i64::from(FRAMES) / 10 + 1).contains(&counted),
         "{counted} {stats:?}"
     );
+    // The viewer NACKed what it missed, and the server sent those packets again from the
+    // track's history (with their own sequence numbers, so the relay dropped them again).
+    let totals = server.stats();
+    assert!(totals.nacks_received > 0, "{totals:?}");
+    assert!(totals.rtp_packets_retransmitted > 0, "{totals:?}");
 
     let track = peer
         .observed

@@ -29,6 +29,7 @@ pub struct RtcMetrics {
     events_dropped: IntCounterVec,
     frames_dropped: IntCounterVec,
     rtp_packets: IntCounterVec,
+    rtp_retransmitted: IntCounterVec,
     rtp_bytes: IntCounterVec,
     video_frames: IntCounterVec,
     rtcp_feedback: IntCounterVec,
@@ -86,6 +87,12 @@ impl RtcMetrics {
                 "SRTP packets (not RTCP) of every session: out = handed to the socket, \
                  retransmissions included; in = from a session's peer, before decryption.",
                 &["role", "direction"],
+            )?,
+            rtp_retransmitted: counter(
+                "livegate_rtc_rtp_retransmitted_packets_total",
+                "RTP packets sent again because a peer's NACK asked for them (also counted \
+                 in livegate_rtc_rtp_packets_total).",
+                &["role"],
             )?,
             rtp_bytes: counter(
                 "livegate_rtc_rtp_bytes_total",
@@ -162,6 +169,7 @@ impl RtcMetrics {
         registry.register(Box::new(metrics.events_dropped.clone()))?;
         registry.register(Box::new(metrics.frames_dropped.clone()))?;
         registry.register(Box::new(metrics.rtp_packets.clone()))?;
+        registry.register(Box::new(metrics.rtp_retransmitted.clone()))?;
         registry.register(Box::new(metrics.rtp_bytes.clone()))?;
         registry.register(Box::new(metrics.video_frames.clone()))?;
         registry.register(Box::new(metrics.rtcp_feedback.clone()))?;
@@ -207,6 +215,11 @@ impl RtcMetrics {
         set(&self.frames_dropped, &[role], stats.frames_dropped);
         set(&self.rtp_packets, &[role, "in"], stats.rtp_packets_received);
         set(&self.rtp_packets, &[role, "out"], stats.rtp_packets_sent);
+        set(
+            &self.rtp_retransmitted,
+            &[role],
+            stats.rtp_packets_retransmitted,
+        );
         set(&self.rtp_bytes, &[role, "in"], stats.rtp_bytes_received);
         set(&self.rtp_bytes, &[role, "out"], stats.rtp_bytes_sent);
         set(

@@ -285,6 +285,13 @@ async fn a_viewers_losses_are_retransmitted_and_it_keeps_playing() {
     .await
     .unwrap_or(0.0);
     assert!(nacks > 0.0, "no NACK from the viewer for {dropped} drops");
+    let resent = metric(
+        &base,
+        "livegate_rtc_rtp_retransmitted_packets_total{role=\"whep\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(resent > 0.0, "nothing sent again for {nacks} NACKs");
     let stats = viewer.stats();
     // Most frames arrived whole despite one packet in 40 dropped, one in 17 late by 50 ms and
     // one in 31 twice. This client has no jitter buffer: a frame whose retransmission comes
