@@ -39,9 +39,11 @@ pub(crate) struct OutTrack {
     pub(crate) next_sequence: u16,
     /// What the peer last reported receiving of it.
     pub(crate) reception: RemoteReception,
-    /// What its sender reports say.
-    pub(crate) clock: SenderClock,
-    /// The packets a NACK may ask for again; video only (only video offers NACK feedback).
+    /// What its sender reports say; `None` where rtc's own sender-report interceptor runs
+    /// (a session that also receives keeps rtc's default set).
+    pub(crate) clock: Option<SenderClock>,
+    /// The packets a NACK may ask for again: video of a sending-only session (only video
+    /// offers NACK feedback, and elsewhere rtc's NACK responder answers).
     pub(crate) sent: Option<SentPackets>,
 }
 
@@ -304,6 +306,8 @@ pub(crate) fn answer(
         crate::server::ice_ufrag(&answer).ok_or_else(|| negotiation("answer has no ICE ufrag"))?;
 
     let mut out_tracks = Vec::new();
+    // Only a sending session goes without rtc's responder and reports (sending_interceptors).
+    let own_feedback = matches!(role, SessionRole::Send(_));
     for (codec, sender, ssrc) in pending_tracks {
         let Some(mut rtp_sender) = pc.rtp_sender(sender) else {
             continue;
@@ -322,8 +326,8 @@ pub(crate) fn answer(
             ssrc,
             next_sequence: rand::random(),
             reception: RemoteReception::default(),
-            clock: SenderClock::new(codec.rtp_clock_rate()),
-            sent: (codec == Codec::H264).then(|| SentPackets::new(HISTORY_PACKETS)),
+            clock: own_feedback.then(|| SenderClock::new(codec.rtp_clock_rate())),
+            sent: (own_feedback && codec == Codec::H264).then(|| SentPackets::new(HISTORY_PACKETS)),
         });
     }
     Ok(Answerer {

@@ -695,16 +695,18 @@ impl Shard {
                     });
                 }
             }
-            let octets = sent.iter().map(|p| p.len() as u32).sum();
-            out.clock.sent(frame.timestamp, now, written as u32, octets);
+            if let Some(clock) = out.clock.as_mut() {
+                let octets = sent.iter().map(|p| p.len() as u32).sum();
+                clock.sent(frame.timestamp, now, written as u32, octets);
+                session
+                    .next_report
+                    .get_or_insert(now + sender_report::REPORT_INTERVAL);
+            }
         }
         if codec == Codec::H264 {
             session.video_frames += 1;
             MediaCounters::add(&self.media.video_frames_sent, 1);
         }
-        session
-            .next_report
-            .get_or_insert(now + sender_report::REPORT_INTERVAL);
     }
 
     fn request_keyframe(&mut self, id: SessionId) {
@@ -1048,7 +1050,11 @@ fn send_reports(session: &mut Session, now: Instant) {
     let wall = std::time::SystemTime::now();
     let Session { pc, out_tracks, .. } = session;
     for track in out_tracks.iter() {
-        let Some(report) = track.clock.report(track.ssrc, now, wall) else {
+        let Some(report) = track
+            .clock
+            .as_ref()
+            .and_then(|clock| clock.report(track.ssrc, now, wall))
+        else {
             continue;
         };
         if let Some(mut rtp_sender) = pc.rtp_sender(track.sender) {
