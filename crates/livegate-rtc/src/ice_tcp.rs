@@ -203,7 +203,7 @@ enum Ending {
 }
 
 async fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     context: Arc<TcpContext>,
     stop: watch::Receiver<bool>,
@@ -213,7 +213,17 @@ async fn serve(
     let local = stream.local_addr().ok().map(|a| a.ip());
     let local = context.candidates.local_addr(local);
     let (id, packets) = context.links.open(peer);
-    let ending = run(stream, PeerAddr::tcp(peer), local, &context, packets, stop).await;
+    // The socket closes when `stream` drops, after the counters below: whoever sees the close
+    // sees it counted.
+    let ending = run(
+        &mut stream,
+        PeerAddr::tcp(peer),
+        local,
+        &context,
+        packets,
+        stop,
+    )
+    .await;
     context.links.forget(peer, id);
     let counters = &context.routes.counters;
     counters
@@ -232,18 +242,19 @@ async fn serve(
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
+    drop(stream);
     tracing::debug!(%peer, "ICE-TCP connection closed");
 }
 
 async fn run(
-    stream: TcpStream,
+    stream: &mut TcpStream,
     peer: PeerAddr,
     local: SocketAddr,
     context: &TcpContext,
     mut packets: mpsc::Receiver<BytesMut>,
     mut stop: watch::Receiver<bool>,
 ) -> Ending {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.split();
     let mut decoder = FrameDecoder::default();
     let mut chunk = [0u8; READ_CHUNK];
     let mut batch = Vec::with_capacity(WRITE_BATCH + 2 + MAX_FRAME);
