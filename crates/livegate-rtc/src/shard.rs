@@ -682,26 +682,14 @@ impl Shard {
         if written == 0 {
             return;
         }
-        let sent = &frame.payloads[..written];
-        if let Some(out) = session.out_tracks.get_mut(track) {
-            out.next_sequence = first_sequence.wrapping_add(written as u16);
-            if let Some(history) = out.sent.as_mut() {
-                for (i, payload) in sent.iter().enumerate() {
-                    history.push(SentPacket {
-                        sequence: first_sequence.wrapping_add(i as u16),
-                        timestamp: frame.timestamp,
-                        marker: i == last,
-                        payload: payload.clone(),
-                    });
-                }
-            }
-            if let Some(clock) = out.clock.as_mut() {
-                let octets = sent.iter().map(|p| p.len() as u32).sum();
-                clock.sent(frame.timestamp, now, written as u32, octets);
-                session
-                    .next_report
-                    .get_or_insert(now + sender_report::REPORT_INTERVAL);
-            }
+        let reports = session
+            .out_tracks
+            .get_mut(track)
+            .is_some_and(|out| out.note_sent(frame, first_sequence, written, now));
+        if reports {
+            session
+                .next_report
+                .get_or_insert(now + sender_report::REPORT_INTERVAL);
         }
         if codec == Codec::H264 {
             session.video_frames += 1;
@@ -1010,6 +998,39 @@ fn rtp_packet(
             ..Default::default()
         },
         payload,
+    }
+}
+
+impl OutTrack {
+    /// Notes the first `written` packets of `frame` as sent, numbered from `first_sequence`:
+    /// the next sequence number, the NACK history, the sender report's counts. Returns whether
+    /// the track writes its own sender reports.
+    fn note_sent(
+        &mut self,
+        frame: &RtpFrame,
+        first_sequence: u16,
+        written: usize,
+        now: Instant,
+    ) -> bool {
+        let sent = &frame.payloads[..written];
+        let last = frame.payloads.len().saturating_sub(1);
+        self.next_sequence = first_sequence.wrapping_add(written as u16);
+        if let Some(history) = self.sent.as_mut() {
+            for (i, payload) in sent.iter().enumerate() {
+                history.push(SentPacket {
+                    sequence: first_sequence.wrapping_add(i as u16),
+                    timestamp: frame.timestamp,
+                    marker: i == last,
+                    payload: payload.clone(),
+                });
+            }
+        }
+        let Some(clock) = self.clock.as_mut() else {
+            return false;
+        };
+        let octets = sent.iter().map(|p| p.len() as u32).sum();
+        clock.sent(frame.timestamp, now, written as u32, octets);
+        true
     }
 }
 
