@@ -239,13 +239,22 @@ async fn loss_and_reordering_are_repaired_or_skipped_and_the_stream_plays() {
     )
     .await
     .unwrap_or(0.0);
-    let keyframe_requests = metric(&base, "livegate_whip_keyframe_requests_total")
-        .await
-        .unwrap_or(0.0);
-    assert!(
-        lost == 0.0 || keyframe_requests > 0.0,
-        "{lost} packets given up without a keyframe request"
-    );
+    // The loss is published on the ingest's metrics tick, the request once the damaged
+    // picture is found (rate-limited to one per 500 ms): the second may trail the first.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let keyframe_requests = loop {
+        let requests = metric(&base, "livegate_whip_keyframe_requests_total")
+            .await
+            .unwrap_or(0.0);
+        if lost == 0.0 || requests > 0.0 {
+            break requests;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{lost} packets given up without a keyframe request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
 
     eprintln!("impairment: {dropped} dropped, {swapped} swapped; gateway: {nacks_sent} NACKs, {lost} lost, {keyframe_requests} keyframe requests");
     relay.abort();
