@@ -13,6 +13,7 @@
 # Binds 127.0.0.1 only; every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 target_dir=${CARGO_TARGET_DIR:-target}
 n=${N:-10}
 runs=${RUNS:-20}
@@ -38,18 +39,11 @@ for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 start_node() {
   local log
   log=$(mktemp)
-  LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-    LIVE_AI_REDIS_URL="redis://127.0.0.1:$port/" LIVE_AI_CLUSTER_SECRET=$secret \
-    "$target_dir/release/livegate" 2>"$log" &
-  local pid=$! addr=
-  pids+=("$pid")
-  for _ in $(seq 100); do
-    addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-    [[ -n $addr ]] && break
-    sleep 0.1
-  done
-  printf -v "$1_pid" %s "$pid"
-  printf -v "$1_addr" %s "$addr"
+  start_gateway "$target_dir/release/livegate" "$log" \
+    LIVE_AI_REDIS_URL="redis://127.0.0.1:$port/" LIVE_AI_CLUSTER_SECRET="$secret"
+  pids+=("$gateway_pid")
+  printf -v "$1_pid" %s "$gateway_pid"
+  printf -v "$1_addr" %s "$gateway_addr"
 }
 start_node a
 start_node b

@@ -18,6 +18,7 @@
 # Binds 127.0.0.1 only; the run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 target_dir=${CARGO_TARGET_DIR:-target}
 window=${WINDOW:-20}
 stream=$(scripts/make-bench-stream.sh)
@@ -36,18 +37,11 @@ case ${PIPELINE:-passthrough} in
 esac
 
 log=$(mktemp)
-LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-  LIVE_AI_PIPELINE="$pipeline" "$target_dir/release/livegate" 2>"$log" &
-gateway=$!
+gateway=
 worker=
 trap 'kill $gateway $worker 2>/dev/null || true; wait $gateway 2>/dev/null || true; rm -f "$log"' EXIT
-addr=
-for _ in $(seq 100); do
-  addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-  [[ -n $addr ]] && break
-  sleep 0.1
-done
-[[ -n $addr ]] || { echo "the gateway did not start:" >&2; cat "$log" >&2; exit 1; }
+start_gateway "$target_dir/release/livegate" "$log" LIVE_AI_PIPELINE="$pipeline"
+gateway=$gateway_pid addr=$gateway_addr
 if [[ $pipeline == trickle ]]; then
   # The channels exist once the publisher is in; the echo retries until then and exits when
   # the input channel closes.

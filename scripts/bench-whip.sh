@@ -9,6 +9,7 @@
 # Binds 127.0.0.1 only; every run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 target_dir=${CARGO_TARGET_DIR:-target}
 window=${WINDOW:-20}
 stream=$(scripts/make-bench-stream.sh)
@@ -18,15 +19,8 @@ counts=("$@")
 
 for k in "${counts[@]}"; do
   log=$(mktemp)
-  LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-    "$target_dir/release/livegate" 2>"$log" &
-  gateway=$!
-  addr=
-  for _ in $(seq 100); do
-    addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-    [[ -n $addr ]] && break
-    sleep 0.1
-  done
+  start_gateway "$target_dir/release/livegate" "$log"
+  gateway=$gateway_pid addr=$gateway_addr
   echo "== $k publishers"
   "$target_dir/release/livegate-bench" whip --url "http://$addr/live/load{n}/whip" \
     --streams "$k" --file "$stream" --duration "$window" --cpu-of "$gateway" || true

@@ -18,24 +18,18 @@
 # Binds 127.0.0.1 only; the run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 target_dir=${CARGO_TARGET_DIR:-target}
 window=${WINDOW:-20}
 stream=$(scripts/make-bench-stream.sh)
 cargo build --locked --release -p livegate -p livegate-bench >/dev/null
 
 log=$(mktemp)
-LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=off \
-  LIVE_AI_PIPELINE="exec:${WORKER:-examples/workers/ffmpeg-filter.sh ${1:-}}" \
-  "$target_dir/release/livegate" 2>"$log" &
-gateway=$!
+gateway=
 trap 'kill $gateway 2>/dev/null || true; wait $gateway 2>/dev/null || true; rm -f "$log"' EXIT
-addr=
-for _ in $(seq 100); do
-  addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-  [[ -n $addr ]] && break
-  sleep 0.1
-done
-[[ -n $addr ]] || { echo "the gateway did not start:" >&2; cat "$log" >&2; exit 1; }
+start_gateway "$target_dir/release/livegate" "$log" LIVE_AI_WHEP_ADDR=off \
+  LIVE_AI_PIPELINE="exec:${WORKER:-examples/workers/ffmpeg-filter.sh ${1:-}}"
+gateway=$gateway_pid addr=$gateway_addr
 
 # One field of the stream's status JSON (a Python expression over `s`), or empty.
 status() {

@@ -13,6 +13,7 @@
 # Needs chromium and node (scripts/test.sh installs chromium). Binds 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 runs=${1:-3}
 profile=${PROFILE:-dev}
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -31,37 +32,19 @@ fi
 gateways=()
 trap 'kill "${gateways[@]}" 2>/dev/null || true' EXIT
 
-# Starts a gateway on ephemeral loopback ports with the given LIVE_AI_* settings, logging to
-# $1, and prints its HTTP address once it accepts requests (it logs its bound address then).
-start_gateway() {
-  local log=$1; shift
-  env LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-    "$@" "$bin" >"$log" 2>&1 &
-  local pid=$!
-  gateways+=("$pid")
-  local addr=
-  for _ in $(seq 100); do
-    addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-    [[ -n $addr ]] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
-    sleep 0.1
-  done
-  [[ -n $addr ]] || { echo "gateway did not start" >&2; cat "$log" >&2; return 1; }
-  echo "$addr"
-}
-
 log="$out/gateway.log"
-start_gateway "$log" \
-  LIVE_AI_TEST_STREAM="gop1s=$PWD/tests/fixtures/h264-baseline-opus.ts,gop8s=$PWD/tests/fixtures/long-gop.ts" \
-  >"$out/addr"
-addr=$(cat "$out/addr")
+start_gateway "$bin" "$log" \
+  LIVE_AI_TEST_STREAM="gop1s=$PWD/tests/fixtures/h264-baseline-opus.ts,gop8s=$PWD/tests/fixtures/long-gop.ts"
+gateways+=("$gateway_pid")
+addr=$gateway_addr
 
 # A second gateway whose pipeline is the ffmpeg example worker removing colour: the browser
 # publishes to it and plays the worker's output.
 exec_log="$out/gateway-exec.log"
-start_gateway "$exec_log" \
-  LIVE_AI_PIPELINE="exec:$PWD/examples/workers/ffmpeg-filter.sh hue=s=0" >"$out/addr"
-exec_addr=$(cat "$out/addr")
+start_gateway "$bin" "$exec_log" \
+  LIVE_AI_PIPELINE="exec:$PWD/examples/workers/ffmpeg-filter.sh hue=s=0"
+gateways+=("$gateway_pid")
+exec_addr=$gateway_addr
 
 status=0
 for stream in gop1s gop8s; do

@@ -13,6 +13,7 @@
 # step or check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 
 seconds=${SOAK_SECONDS:-600}
 cycles=${SOAK_CYCLES:-100}
@@ -48,18 +49,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-LIVE_AI_HTTP_ADDR=127.0.0.1:0 LIVE_AI_WHIP_ADDR=127.0.0.1:0 LIVE_AI_WHEP_ADDR=127.0.0.1:0 \
-  LIVE_AI_PIPELINE=exec:cat LIVE_AI_REPUBLISH_GRACE=1s LIVE_AI_LOG_LEVEL=warn,livegate=info \
-  "$bin/livegate" 2>"$work/gateway.log" &
-gateway=$!
-addr=
-for _ in $(seq 200); do
-  addr=$(sed -n 's/.*livegate listening http=\([0-9.:]*\).*/\1/p' "$work/gateway.log" | head -1)
-  [[ -n $addr ]] && break
-  kill -0 "$gateway" || { cat "$work/gateway.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n $addr ]] || { echo "soak: the gateway did not start" >&2; cat "$work/gateway.log" >&2; exit 1; }
+gateway_start_timeout_s=20
+start_gateway "$bin/livegate" "$work/gateway.log" \
+  LIVE_AI_PIPELINE=exec:cat LIVE_AI_REPUBLISH_GRACE=1s LIVE_AI_LOG_LEVEL=warn,livegate=info
+gateway=$gateway_pid addr=$gateway_addr
 
 scrape() { curl -sf --max-time 5 "http://$addr/metrics" >"$work/metrics"; }
 # Sum of every series of a metric in the last scrape (0 when absent).
