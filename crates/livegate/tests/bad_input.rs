@@ -231,10 +231,7 @@ async fn whip_endpoint_refuses_bad_input() {
 async fn whep_endpoint_and_sessions_refuse_bad_input() {
     let (gateway, base) = cam_gateway(&["--whep-wait-timeout", "300ms"]).await;
     // A real session of `cam`, for the rows that need one.
-    let session = WhepClient::new()
-        .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
-        .await
-        .unwrap();
+    let session = play(&base, "cam").await;
     let resource = session.resource().location().to_owned();
     let trickle = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
     let mut rows = vec![
@@ -335,10 +332,7 @@ async fn whep_endpoint_and_sessions_refuse_bad_input() {
     }
     check(&base, rows).await;
     // Nothing bad input did touched the good stream: a new viewer still plays it.
-    let again = WhepClient::new()
-        .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
-        .await
-        .unwrap();
+    let again = play(&base, "cam").await;
     again.wait_video_frames(1, DEADLINE).await.unwrap();
     gateway.shutdown(Duration::from_secs(5)).await;
 }
@@ -383,10 +377,7 @@ async fn one_address_may_hold_only_so_many_waiting_whep_requests() {
         request.abort();
     }
     wait_for_metric(&base, "livegate_whep_pending_requests", 0.0, DEADLINE).await;
-    let session = WhepClient::new()
-        .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
-        .await
-        .unwrap();
+    let session = play(&base, "cam").await;
     session.wait_video_frames(1, DEADLINE).await.unwrap();
     gateway.shutdown(Duration::from_secs(5)).await;
 }
@@ -394,10 +385,7 @@ async fn one_address_may_hold_only_so_many_waiting_whep_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_session_limit_counts_whip_and_whep_together() {
     let (gateway, base) = cam_gateway(&["--max-sessions", "1"]).await;
-    let viewer = WhepClient::new()
-        .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
-        .await
-        .unwrap();
+    let viewer = play(&base, "cam").await;
     viewer.wait_video_frames(1, DEADLINE).await.unwrap();
     match WhepClient::new()
         .play(&format!("{base}/live/cam/whep"), &WhepOptions::default())
