@@ -269,22 +269,35 @@ async fn run_cycle(
         ok = false;
     } else {
         let before_kill = if kill { joins / 2 } else { joins };
-        join_viewers(shared, &stream, before_kill).await;
-        if kill {
-            kill_worker(shared, &stream).await;
+        let phases = async {
+            join_viewers(shared, &stream, before_kill).await;
+            if kill {
+                kill_worker(shared, &stream).await;
+            }
+            join_viewers(shared, &stream, joins - before_kill).await;
+        };
+        // Each join and the kill bound their own waits; this names the phase if something
+        // between them does not (a soak run stalled once after its joins, cause unknown).
+        let limit = shared.step_timeout() * (3 * joins + 2).max(1);
+        if tokio::time::timeout(limit, phases).await.is_err() {
+            shared.fail("whep joins", format!("stalled for {limit:?}"));
+            ok = false;
         }
-        join_viewers(shared, &stream, joins - before_kill).await;
         // Pacing, not synchronisation: the stream stays published for its share of the run.
         tokio::time::sleep_until(hold_until.into()).await;
     }
-    match publisher.delete().await {
-        Ok(200) => {}
-        Ok(status) => {
+    match tokio::time::timeout(timeout, publisher.delete()).await {
+        Ok(Ok(200)) => {}
+        Ok(Ok(status)) => {
             shared.fail("unpublish", format!("DELETE answered {status}"));
             ok = false;
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             shared.fail("unpublish", failure_label(&e));
+            ok = false;
+        }
+        Err(_) => {
+            shared.fail("unpublish", "the publisher did not stop its media in time");
             ok = false;
         }
     }
@@ -292,7 +305,13 @@ async fn run_cycle(
         shared.fail("unpublish", failure_label(&e));
         ok = false;
     }
-    publisher.close().await;
+    if tokio::time::timeout(timeout, publisher.close())
+        .await
+        .is_err()
+    {
+        shared.fail("unpublish", "the publisher's loop did not end in time");
+        ok = false;
+    }
     ok
 }
 
