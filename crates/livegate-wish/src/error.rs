@@ -64,6 +64,15 @@ impl IntoResponse for HttpError {
                 HeaderValue::from(after.as_secs().max(1)),
             );
         }
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            // The request's body was left unread, so the connection cannot carry another
+            // request (RFC 9112 §9.6): say so, or a client reuses it and its next request
+            // fails on the close.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -83,6 +92,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&body[..], b"not published  yet\n");
+    }
+
+    #[test]
+    fn an_unread_body_closes_the_connection() {
+        for status in [StatusCode::PAYLOAD_TOO_LARGE, StatusCode::REQUEST_TIMEOUT] {
+            let response = HttpError::new(status, "x").into_response();
+            assert_eq!(response.headers()[header::CONNECTION], "close");
+        }
+        let response = HttpError::bad_request("x").into_response();
+        assert!(!response.headers().contains_key(header::CONNECTION));
     }
 
     #[test]
